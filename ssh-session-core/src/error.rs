@@ -1,0 +1,179 @@
+//! The crate's one error type. Every message names what failed and where, and says what to try.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, each variant carrying what a user needs to act.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A session name outside `[A-Za-z0-9._-]{1,64}`.
+    #[error("invalid session name {name:?}: use 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-'")]
+    InvalidName {
+        /// The refused name.
+        name: String,
+    },
+    /// A session with this name is already open (or opening).
+    #[error("a session named {name:?} already exists: close it first or choose another name")]
+    DuplicateName {
+        /// The name in use.
+        name: String,
+    },
+    /// No session by that name.
+    #[error("no session named {name:?}; open sessions: {}", list_or_none(.existing))]
+    UnknownSession {
+        /// The name asked for.
+        name: String,
+        /// The names that do exist.
+        existing: Vec<String>,
+    },
+    /// The TCP connection could not be made.
+    #[error("cannot connect to {host}:{port}: {source}; check the host name and port, and that sshd is running there")]
+    Connect {
+        /// Host as given.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connecting (TCP, handshake and authentication) took longer than the connect timeout.
+    #[error("connecting to {host}:{port} timed out after {timeout:?}; the host may be down or filtered, or raise the connect timeout")]
+    ConnectTimeout {
+        /// Host as given.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// The server's host key is not in known_hosts and the policy is strict.
+    #[error("the host key of {host}:{port} ({fingerprint}) is not in {file}; verify the fingerprint, then add it (ssh-keyscan -p {port} {host} >> {file}) or use the accept-new host key policy")]
+    UnknownHostKey {
+        /// Host as given.
+        host: String,
+        /// Port.
+        port: u16,
+        /// SHA-256 fingerprint of the offered key.
+        fingerprint: String,
+        /// The known_hosts file consulted.
+        file: PathBuf,
+    },
+    /// The server offered a key that differs from the recorded one. Always refused.
+    #[error("HOST KEY CHANGED for {host}:{port}: it offered {fingerprint}, but {file} line {line} records a different key. Someone may be intercepting the connection; if the host was really re-keyed, remove line {line} from {file} and reconnect")]
+    HostKeyChanged {
+        /// Host as given.
+        host: String,
+        /// Port.
+        port: u16,
+        /// SHA-256 fingerprint of the offered key.
+        fingerprint: String,
+        /// The known_hosts file holding the old key.
+        file: PathBuf,
+        /// 1-based line number of the mismatching entry.
+        line: usize,
+    },
+    /// No offered credential was accepted.
+    #[error("authentication failed for {user}@{host}:{port} (tried: {tried}); check the user name, that the public key is in the server's authorized_keys, or give another identity file")]
+    AuthFailed {
+        /// User name.
+        user: String,
+        /// Host as given.
+        host: String,
+        /// Port.
+        port: u16,
+        /// The methods and keys that were offered.
+        tried: String,
+    },
+    /// A private key file could not be used.
+    #[error("cannot use private key {path}: {detail}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What was wrong and what to do.
+        detail: String,
+    },
+    /// The SSH connection failed or was lost.
+    #[error("SSH connection to {host}:{port} failed: {detail}")]
+    Ssh {
+        /// Host as given.
+        host: String,
+        /// Port.
+        port: u16,
+        /// What russh or ssh reported.
+        detail: String,
+    },
+    /// The server refused to open a channel or grant a request on it.
+    #[error("{host}: the server refused {what}: {detail}")]
+    ChannelRefused {
+        /// Host as given.
+        host: String,
+        /// What was asked (a session channel, a PTY, a shell...).
+        what: String,
+        /// The server's reason.
+        detail: String,
+    },
+    /// A new command was issued while an earlier one still runs.
+    #[error("session {session:?} is busy: {command:?} has been running for {running_for:?}. Read its output, send it input, or interrupt it before running another command")]
+    Busy {
+        /// The session.
+        session: String,
+        /// The command that owns the session.
+        command: String,
+        /// How long it has been running.
+        running_for: Duration,
+    },
+    /// Input or an interrupt was sent but no command is running.
+    #[error("session {session:?} has no running command; start one with exec")]
+    NotRunning {
+        /// The session.
+        session: String,
+    },
+    /// The command cannot be sent to a shell.
+    #[error("session {session:?}: cannot run this command: {reason}")]
+    InvalidCommand {
+        /// The session.
+        session: String,
+        /// Why.
+        reason: String,
+    },
+    /// The remote shell never printed the ready marker.
+    #[error("session {session:?}: the remote shell did not become ready within {timeout:?}; a login script may be waiting for input or very slow. Last output: {last_output:?}")]
+    ShellNotReady {
+        /// The session.
+        session: String,
+        /// The prime timeout.
+        timeout: Duration,
+        /// The tail of what the shell printed, to show what it was doing.
+        last_output: String,
+    },
+    /// The login shell is not POSIX and no POSIX shell could be started instead.
+    #[error("session {session:?}: the login shell is not a POSIX shell (fish, csh?) and starting /bin/sh instead failed: {detail}")]
+    NonPosixShell {
+        /// The session.
+        session: String,
+        /// What the fallback reported.
+        detail: String,
+    },
+    /// The session was closed.
+    #[error("session {session:?} is closed; open it again")]
+    Closed {
+        /// The session.
+        session: String,
+    },
+    /// The session manager was shut down.
+    #[error("the session manager has been shut down")]
+    ShutDown,
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}

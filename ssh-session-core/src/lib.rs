@@ -1,0 +1,10 @@
+pub mod error;
+mod manager;
+pub mod options;
+pub mod protocol;
+pub mod session;
+pub mod transport;
+pub use error::{Error, Result};
+pub use manager::{validate_name, SessionManager};
+pub use options::{ConnectOptions, HostKeyPolicy, IdentityFile};
+pub use session::*;

@@ -1,0 +1,242 @@
+//! [`SessionManager`]: named sessions, shared safely between tasks.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use crate::error::{Error, Result};
+use crate::options::ConnectOptions;
+use crate::session::{Endpoint, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession};
+use crate::transport::russh::RusshTransport;
+use crate::transport::{Transport, TransportKind};
+
+/// Opens, finds, lists and closes named [`ShellSession`]s. `Send + Sync` and cheap to
+/// clone: share one manager between any number of tasks. No lock is ever held across a
+/// network round trip, so a slow connect or command on one session never blocks another.
+#[derive(Clone, Default)]
+pub struct SessionManager {
+    inner: Arc<ManagerInner>,
+}
+
+#[derive(Default)]
+struct ManagerInner {
+    slots: RwLock<BTreeMap<String, Slot>>,
+    shut_down: AtomicBool,
+}
+
+enum Slot {
+    /// Reserved while connecting, so a second open of the same name fails at once.
+    Opening {
+        endpoint: Endpoint,
+        transport: TransportKind,
+        created: SystemTime,
+    },
+    Open(ShellSession),
+}
+
+/// Checks a session name: 1 to 64 characters from `A-Z a-z 0-9 . _ -`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName { name: name.into() })
+    }
+}
+
+impl SessionManager {
+    /// An empty manager.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Connects with the native russh backend and opens a session named `name`.
+    pub async fn open(
+        &self,
+        name: &str,
+        connect: ConnectOptions,
+        config: SessionConfig,
+    ) -> Result<ShellSession> {
+        let endpoint = Endpoint {
+            host: connect.host.clone(),
+            user: connect.user.clone(),
+            port: connect.port,
+        };
+        self.reserve(name, &endpoint, TransportKind::Russh)?;
+        let opened = async {
+            let transport: Arc<dyn Transport> = Arc::new(RusshTransport::connect(&connect).await?);
+            ShellSession::start(name, endpoint, transport, config).await
+        }
+        .await;
+        self.settle(name, opened).await
+    }
+
+    /// Opens a session named `name` over an already connected transport (any backend).
+    pub async fn open_with_transport(
+        &self,
+        name: &str,
+        endpoint: Endpoint,
+        transport: Arc<dyn Transport>,
+        config: SessionConfig,
+    ) -> Result<ShellSession> {
+        self.reserve(name, &endpoint, transport.kind())?;
+        let opened = ShellSession::start(name, endpoint, transport, config).await;
+        self.settle(name, opened).await
+    }
+
+    fn reserve(&self, name: &str, endpoint: &Endpoint, transport: TransportKind) -> Result<()> {
+        validate_name(name)?;
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        let mut slots = self.write();
+        if slots.contains_key(name) {
+            return Err(Error::DuplicateName { name: name.into() });
+        }
+        slots.insert(
+            name.into(),
+            Slot::Opening {
+                endpoint: endpoint.clone(),
+                transport,
+                created: SystemTime::now(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn settle(&self, name: &str, opened: Result<ShellSession>) -> Result<ShellSession> {
+        let session = match opened {
+            Ok(session) => session,
+            Err(e) => {
+                self.write().remove(name);
+                return Err(e);
+            }
+        };
+        let still_wanted = {
+            let mut slots = self.write();
+            let wanted = !self.inner.shut_down.load(Ordering::Acquire)
+                && matches!(slots.get(name), Some(Slot::Opening { .. }));
+            if wanted {
+                slots.insert(name.into(), Slot::Open(session.clone()));
+            }
+            wanted
+        };
+        if !still_wanted {
+            // Closed or shut down while connecting: don't leak the new connection.
+            let _ = session.close().await;
+            return Err(if self.inner.shut_down.load(Ordering::Acquire) {
+                Error::ShutDown
+            } else {
+                Error::Closed {
+                    session: name.into(),
+                }
+            });
+        }
+        Ok(session)
+    }
+
+    /// The session named `name`. An unknown name's error lists the existing ones.
+    pub fn get(&self, name: &str) -> Result<ShellSession> {
+        let slots = self.read();
+        match slots.get(name) {
+            Some(Slot::Open(session)) => Ok(session.clone()),
+            _ => Err(Error::UnknownSession {
+                name: name.into(),
+                existing: slots.keys().cloned().collect(),
+            }),
+        }
+    }
+
+    /// The names of all sessions, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// A snapshot of every session (including ones still connecting), sorted by name.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        self.read()
+            .iter()
+            .map(|(name, slot)| match slot {
+                Slot::Open(session) => session.info(),
+                Slot::Opening {
+                    endpoint,
+                    transport,
+                    created,
+                } => SessionInfo {
+                    name: name.clone(),
+                    host: endpoint.host.clone(),
+                    user: endpoint.user.clone(),
+                    port: endpoint.port,
+                    transport: *transport,
+                    status: SessionStatus::Connecting,
+                    created: *created,
+                    last_activity: *created,
+                    command_count: 0,
+                    cwd: String::new(),
+                    running: None,
+                },
+            })
+            .collect()
+    }
+
+    /// Closes and forgets the session named `name` (a session still connecting is abandoned).
+    pub async fn close(&self, name: &str) -> Result<()> {
+        let slot = {
+            let mut slots = self.write();
+            match slots.remove(name) {
+                Some(slot) => slot,
+                None => {
+                    return Err(Error::UnknownSession {
+                        name: name.into(),
+                        existing: slots.keys().cloned().collect(),
+                    })
+                }
+            }
+        };
+        match slot {
+            Slot::Open(session) => session.close().await,
+            Slot::Opening { .. } => Ok(()),
+        }
+    }
+
+    /// Closes every session and connection concurrently and refuses new ones. When it
+    /// returns, no channel, connection or background task of this manager remains.
+    pub async fn shutdown(&self) {
+        self.inner.shut_down.store(true, Ordering::Release);
+        let sessions: Vec<ShellSession> = std::mem::take(&mut *self.write())
+            .into_values()
+            .filter_map(|slot| match slot {
+                Slot::Open(session) => Some(session),
+                Slot::Opening { .. } => None,
+            })
+            .collect();
+        futures::future::join_all(sessions.iter().map(|s| s.close())).await;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Slot>> {
+        self.inner.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Slot>> {
+        self.inner.slots.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_name;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "web-1", "db_2.prod", &"x".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "é", &"x".repeat(65), "a;rm"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! What we type into the shell: the one-time prime script and the per-command line.
+
+use super::{Nonce, TOKEN_PREFIX};
+
+/// Which quoting the remote shell understands, learned from the prime's ready marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShellFlavor {
+    /// bash, zsh or ksh: `$'\ooo'` quoting is available, no fork needed for control bytes.
+    Extended,
+    /// A plain POSIX shell (dash, ash): control bytes go through `printf`.
+    Posix,
+}
+
+/// The longest physical line we type. Linux's canonical-mode line discipline silently drops
+/// input past 4095 bytes per line, so longer lines are split with backslash-newline
+/// continuations, which the shell removes before it sees the word.
+const MAX_PHYSICAL_LINE: usize = 1024;
+
+/// State to put back into a fresh shell after the previous one died.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Restore {
+    /// The working directory the last command left.
+    pub cwd: Option<String>,
+    /// Re-source the exported variables saved by the previous shell's trailer.
+    pub env: bool,
+}
+
+/// Quotes `s` as a single POSIX shell word (single quotes, `'` as `'\''`). Only for text
+/// without control bytes; [`command_line`] handles the general case.
+pub(crate) fn single_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The prime: one write, one round trip. Line 1 configures a POSIX shell and prints the
+/// ready marker `TOKEN R <pid> ; <flavor>`; line 2 prints the probe marker `TOKEN P`, which
+/// every shell (fish and csh too) can run. Seeing P without R therefore proves the login
+/// shell is not POSIX, without waiting for a timeout.
+pub(crate) fn prime_script(nonce: &Nonce, env_file_id: &str, restore: &Restore) -> String {
+    let n = nonce.as_str();
+    let mut s = String::with_capacity(2048);
+    // Leading space: with HISTCONTROL=ignorespace the shell keeps our plumbing out of history.
+    s.push_str(&format!(" __ss_a='{TOKEN_PREFIX}';__ss_b='{n}';"));
+    s.push_str(&format!(
+        "__ss_f=\"${{TMPDIR:-/tmp}}/.ssh-session-{env_file_id}.env\";"
+    ));
+    s.push_str("PS1='';PS2='';PS3='';PS4='+ ';unset PROMPT_COMMAND 2>/dev/null;");
+    s.push_str("HISTCONTROL=\"ignorespace${HISTCONTROL:+:$HISTCONTROL}\";__ss_rc=0;__ss_id=;");
+    // bash: no readline (it would echo, complete on TAB and redraw), no `!` expansion.
+    // When Ctrl-C kills a foreground job, interactive bash and zsh abandon the rest of the
+    // line, trailer included; the prompt hook then prints the marker instead.
+    s.push_str("if [ -n \"${BASH_VERSION:-}\" ];then set +o emacs +o vi +H;PS0='';");
+    s.push_str("PROMPT_COMMAND=__ss_t;__ss_r(){ history -s -- \"$__ss_c\";return $__ss_rc;};");
+    s.push_str("else __ss_r(){ return $__ss_rc;};fi;");
+    // zsh: no line editor, and no `%` + padding when output lacks a final newline. Its
+    // array syntax is hidden in eval: dash would reject the whole line at parse time.
+    s.push_str("if [ -n \"${ZSH_VERSION:-}\" ];then unsetopt zle prompt_cr prompt_sp 2>/dev/null;");
+    s.push_str("PROMPT='';RPROMPT='';eval 'precmd_functions=(__ss_t)';fi;");
+    s.push_str("stty -echo 2>/dev/null;");
+    // The env file holds secrets as often as not: create it private before anything writes it.
+    s.push_str("(umask 077;: >>\"$__ss_f\") 2>/dev/null;");
+    // Trailer: once per command id (inline or from the prompt hook, whichever runs first),
+    // save exported variables (restored if this shell dies), print the done marker, re-blank
+    // prompts a command may have set (venv's activate sets PS1), and keep `$?`.
+    s.push_str("__ss_t(){ __ss_rc=$?;if [ -n \"$__ss_id\" ];then export -p >\"$__ss_f\" 2>/dev/null;PS1='';PS2='';");
+    s.push_str("printf '%s%sD%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$__ss_id\" \"$__ss_rc\" \"$PWD\" \"$__ss_a\" \"$__ss_b\";");
+    s.push_str("__ss_id=;fi;return $__ss_rc;};");
+    if let Some(cwd) = &restore.cwd {
+        s.push_str(&format!("cd -- {} 2>/dev/null;", single_quote(cwd)));
+    }
+    if restore.env {
+        // Variables that describe *this* connection must keep their new values.
+        s.push_str("if [ -s \"$__ss_f\" ];then (umask 077;grep -v -E ");
+        s.push_str("'^(declare -x|export|typeset -x) (SSH_[A-Za-z_]*|SHLVL|_|PWD|OLDPWD|TERM|TMUX|TMUX_PANE)(=|$)' ");
+        s.push_str("\"$__ss_f\" >\"$__ss_f.r\") 2>/dev/null;. \"$__ss_f.r\" 2>/dev/null;rm -f \"$__ss_f.r\";fi;");
+    }
+    s.push_str("printf '%s%sR%s;%s\\n' \"$__ss_a\" \"$__ss_b\" \"$$\" \"${BASH_VERSION:+x}${ZSH_VERSION:+x}\"\n");
+    s.push_str(&format!("echo '{TOKEN_PREFIX}''{n}''P'\n"));
+    s
+}
+
+/// The line that runs `command` as command number `id` in a primed shell, or `None` if it
+/// holds a NUL byte (no shell can receive one). The command travels as one quoted word, so
+/// the shell reads it completely before running it; `eval` then runs it at top level, where
+/// `cd`, `export`, functions and aliases persist exactly as if typed. The done marker
+/// carries `id`, so a marker from an earlier command can never complete this one.
+pub fn command_line(command: &str, flavor: ShellFlavor, id: u64) -> Option<String> {
+    if command.contains('\0') {
+        return None;
+    }
+    let mut out = String::with_capacity(command.len() + 64);
+    out.push_str(&format!(" __ss_id={id};__ss_c="));
+    push_quoted_word(&mut out, command, flavor);
+    out.push_str(";__ss_r;eval \"$__ss_c\";__ss_t\n");
+    Some(out)
+}
+
+/// Appends `text` as one shell word that survives a canonical-mode TTY: no control byte is
+/// typed (they would be line-editing keys: ^C, ^U, ^W, ^D, CR→NL) and no physical line is long.
+fn push_quoted_word(out: &mut String, text: &str, flavor: ShellFlavor) {
+    let mut line_len = 0usize;
+    out.push('\'');
+    for c in text.chars() {
+        if line_len >= MAX_PHYSICAL_LINE && c != '\n' {
+            // Close the quote, continue the word on the next physical line, reopen.
+            out.push_str("'\\\n'");
+            line_len = 0;
+        }
+        match c {
+            '\'' => {
+                out.push_str("'\\''");
+                line_len += 4;
+            }
+            '\n' => {
+                out.push('\n');
+                line_len = 0;
+            }
+            c if (c as u32) < 0x20 && c != '\t' || c == '\x7f' => {
+                let octal = format!("{:03o}", c as u32);
+                match flavor {
+                    ShellFlavor::Extended => out.push_str(&format!("'$'\\{octal}''")),
+                    ShellFlavor::Posix => out.push_str(&format!("'\"$(printf '\\{octal}')\"'")),
+                }
+                line_len += 16;
+            }
+            c => {
+                out.push(c);
+                line_len += c.len_utf8();
+            }
+        }
+    }
+    out.push('\'');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_quote_escapes_quotes() {
+        assert_eq!(single_quote("it's"), "'it'\\''s'");
+        assert_eq!(single_quote(""), "''");
+    }
+
+    #[test]
+    fn command_line_is_one_word_and_runs_trailer() {
+        let line = command_line("echo 'hi'", ShellFlavor::Extended, 7).unwrap();
+        assert_eq!(
+            line,
+            " __ss_id=7;__ss_c='echo '\\''hi'\\''';__ss_r;eval \"$__ss_c\";__ss_t\n"
+        );
+    }
+
+    #[test]
+    fn nul_is_refused() {
+        assert!(command_line("a\0b", ShellFlavor::Posix, 1).is_none());
+    }
+
+    #[test]
+    fn control_bytes_are_never_typed() {
+        for flavor in [ShellFlavor::Extended, ShellFlavor::Posix] {
+            let line = command_line("printf '\x03\r\x15\x7f'", flavor, 1).unwrap();
+            let body = &line[..line.len() - 1];
+            assert!(
+                !body.bytes().any(|b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f),
+                "{line:?}"
+            );
+        }
+        let line = command_line("\x03", ShellFlavor::Extended, 1).unwrap();
+        assert!(line.contains("'$'\\003''"));
+        let line = command_line("\x03", ShellFlavor::Posix, 1).unwrap();
+        assert!(line.contains("\"$(printf '\\003')\""));
+    }
+
+    #[test]
+    fn long_lines_are_split_below_the_tty_limit() {
+        let cmd = format!("echo {}", "é".repeat(5000));
+        let line = command_line(&cmd, ShellFlavor::Extended, 1).unwrap();
+        assert!(line.split('\n').all(|l| l.len() < 1100), "a line is too long");
+        assert!(line.contains("'\\\n'"));
+    }
+
+    #[test]
+    fn prime_never_contains_the_token() {
+        let nonce = Nonce::fixed("0123456789abcdef0123456789abcdef");
+        let restore = Restore {
+            cwd: Some("/tmp/it's here".into()),
+            env: true,
+        };
+        let script = prime_script(&nonce, "abc", &restore);
+        let token = String::from_utf8(nonce.token()).unwrap();
+        assert!(!script.contains(&token), "PTY echo of the prime would fake a marker");
+        assert!(script.contains("cd -- '/tmp/it'\\''s here'"));
+        assert_eq!(script.matches('\n').count(), 2, "ready line + probe line");
+    }
+}

@@ -1,0 +1,383 @@
+//! Reading the shell's output stream: splitting command output from our markers.
+
+use memchr::memmem;
+
+use super::{Nonce, ShellFlavor};
+
+/// Markers longer than this are not ours (a `$PWD` is at most PATH_MAX = 4096 bytes): the
+/// bytes are released as output so a stray token can never hold output back forever.
+const MAX_MARKER: usize = 16 * 1024;
+
+/// What the parser found in the stream, in stream order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// Bytes exactly as the shell wrote them (PTY line endings still applied).
+    Output(Vec<u8>),
+    /// The prime ran: the shell's pid and its quoting flavor.
+    Ready { pid: u32, flavor: ShellFlavor },
+    /// The probe line ran (every shell prints it; see `prime_script`).
+    Probe,
+    /// Command `id` finished with `exit_code` and left the shell in `cwd`.
+    Done {
+        id: u64,
+        exit_code: i32,
+        cwd: Vec<u8>,
+    },
+}
+
+/// Incremental marker scanner over a byte stream that arrives in arbitrary chunks.
+pub(crate) struct MarkerParser {
+    token: Vec<u8>,
+    finder: memmem::Finder<'static>,
+    pending: Vec<u8>,
+}
+
+impl MarkerParser {
+    /// A parser for markers carrying `nonce`.
+    pub(crate) fn new(nonce: &Nonce) -> Self {
+        let token = nonce.token();
+        let finder = memmem::Finder::new(&token).into_owned();
+        MarkerParser {
+            token,
+            finder,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Feeds one chunk and appends what it completes to `events`.
+    pub(crate) fn feed(&mut self, data: &[u8], events: &mut Vec<Event>) {
+        if self.pending.is_empty() {
+            // Fast path for bulk output: no copy unless a token (or its prefix) is in sight.
+            let consumed = self.scan(data, events);
+            self.pending.extend_from_slice(&data[consumed..]);
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.pending);
+        buf.extend_from_slice(data);
+        let consumed = self.scan(&buf, events);
+        buf.drain(..consumed);
+        self.pending = buf;
+    }
+
+    /// Releases everything held back (the stream ended): a partial marker is plain output.
+    pub(crate) fn finish(&mut self, events: &mut Vec<Event>) {
+        if !self.pending.is_empty() {
+            events.push(Event::Output(std::mem::take(&mut self.pending)));
+        }
+    }
+
+    /// Scans `buf`, returns how many leading bytes were fully handled.
+    fn scan(&self, buf: &[u8], events: &mut Vec<Event>) -> usize {
+        let mut pos = 0;
+        loop {
+            let rest = &buf[pos..];
+            match self.finder.find(rest) {
+                Some(at) => {
+                    if at > 0 {
+                        events.push(Event::Output(rest[..at].to_vec()));
+                    }
+                    match self.parse_marker(&rest[at..]) {
+                        Parsed::Complete(len, event) => {
+                            events.push(event);
+                            pos += at + len;
+                        }
+                        Parsed::NotOurs => {
+                            // Same nonce but malformed: only possible if the nonce leaked.
+                            // Release the token as output rather than stall.
+                            events.push(Event::Output(self.token.clone()));
+                            pos += at + self.token.len();
+                        }
+                        Parsed::Incomplete => {
+                            if rest.len() - at > MAX_MARKER {
+                                events.push(Event::Output(self.token.clone()));
+                                pos += at + self.token.len();
+                            } else {
+                                return pos + at;
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let keep = longest_prefix_suffix(rest, &self.token);
+                    let emit = rest.len() - keep;
+                    if emit > 0 {
+                        events.push(Event::Output(rest[..emit].to_vec()));
+                    }
+                    return pos + emit;
+                }
+            }
+        }
+    }
+
+    /// Parses a marker starting with the token at `m[0]`.
+    fn parse_marker(&self, m: &[u8]) -> Parsed {
+        let t = self.token.len();
+        let Some(&kind) = m.get(t) else {
+            return Parsed::Incomplete;
+        };
+        let body = &m[t + 1..];
+        match kind {
+            b'R' | b'P' => {
+                let Some(nl) = memchr::memchr(b'\n', body) else {
+                    return Parsed::Incomplete;
+                };
+                let line = strip_cr(&body[..nl]);
+                let event = if kind == b'P' {
+                    Event::Probe
+                } else {
+                    let text = String::from_utf8_lossy(line);
+                    let (pid, flavor) = text.split_once(';').unwrap_or((&text, ""));
+                    let Ok(pid) = pid.parse() else {
+                        return Parsed::NotOurs;
+                    };
+                    let flavor = if flavor.is_empty() {
+                        ShellFlavor::Posix
+                    } else {
+                        ShellFlavor::Extended
+                    };
+                    Event::Ready { pid, flavor }
+                };
+                Parsed::Complete(t + 1 + nl + 1, event)
+            }
+            b'D' => {
+                let Some(end) = self.finder.find(body) else {
+                    return Parsed::Incomplete;
+                };
+                let after = &body[end + t..];
+                // After the closing token: 'E', then "\n" (or "\r\n" with ONLCR).
+                let tail_len = match after {
+                    [b'E', b'\n', ..] => 2,
+                    [b'E', b'\r', b'\n', ..] => 3,
+                    [b'E'] | [b'E', b'\r'] | [] => return Parsed::Incomplete,
+                    _ => return Parsed::NotOurs,
+                };
+                // Fields: id ; exit code ; cwd (the cwd may itself hold ';').
+                let mut fields = body[..end].splitn(3, |&b| b == b';');
+                let (Some(id), Some(code), Some(cwd)) = (fields.next(), fields.next(), fields.next())
+                else {
+                    return Parsed::NotOurs;
+                };
+                let number = |f: &[u8]| -> Option<i64> { std::str::from_utf8(f).ok()?.parse().ok() };
+                let (Some(id), Some(exit_code)) = (number(id), number(code)) else {
+                    return Parsed::NotOurs;
+                };
+                Parsed::Complete(
+                    t + 1 + end + t + tail_len,
+                    Event::Done {
+                        id: id as u64,
+                        exit_code: exit_code as i32,
+                        cwd: cwd.to_vec(),
+                    },
+                )
+            }
+            _ => Parsed::NotOurs,
+        }
+    }
+}
+
+enum Parsed {
+    Complete(usize, Event),
+    Incomplete,
+    NotOurs,
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Length of the longest suffix of `buf` that is a proper prefix of `token`: those bytes may
+/// be the start of a marker split across chunks and must wait for the next chunk.
+fn longest_prefix_suffix(buf: &[u8], token: &[u8]) -> usize {
+    let max = (token.len() - 1).min(buf.len());
+    (1..=max)
+        .rev()
+        .find(|&k| buf[buf.len() - k..] == token[..k])
+        .unwrap_or(0)
+}
+
+/// Undoes the PTY's ONLCR output translation (`\n` → `\r\n`) exactly.
+///
+/// ONLCR inserts a `\r` before every `\n` and touches nothing else, so in its output every
+/// `\n` is preceded by an inserted `\r`, and replacing each `\r\n` with `\n` restores the
+/// program's bytes, binary included (`\r\n` written by a program arrives as `\r\r\n`).
+#[derive(Default)]
+pub(crate) struct OnlcrDecoder {
+    pending_cr: bool,
+}
+
+impl OnlcrDecoder {
+    /// Decodes one chunk, appending to `out`. A trailing `\r` is held until the next byte.
+    pub(crate) fn decode(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if !self.pending_cr && memchr::memchr(b'\r', data).is_none() {
+            out.extend_from_slice(data);
+            return;
+        }
+        for &b in data {
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b == b'\n' {
+                    out.push(b'\n');
+                    continue;
+                }
+                out.push(b'\r');
+            }
+            if b == b'\r' {
+                self.pending_cr = true;
+            } else {
+                out.push(b);
+            }
+        }
+    }
+
+    /// Releases a held `\r` (the command ended, so no `\n` can follow it).
+    pub(crate) fn flush(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.pending_cr) {
+            out.push(b'\r');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N: &str = "0123456789abcdef0123456789abcdef";
+
+    fn parser() -> MarkerParser {
+        MarkerParser::new(&Nonce::fixed(N))
+    }
+
+    fn done(rc: i32, cwd: &str) -> String {
+        format!("__ss{N}D9;{rc};{cwd}__ss{N}E\r\n")
+    }
+
+    /// Feeds `input` split at every possible pair of points, merging adjacent outputs.
+    fn parse_all_splits(input: &[u8]) -> Vec<Vec<Event>> {
+        let mut results = Vec::new();
+        for i in 0..=input.len() {
+            for j in i..=input.len() {
+                let mut p = parser();
+                let mut ev = Vec::new();
+                p.feed(&input[..i], &mut ev);
+                p.feed(&input[i..j], &mut ev);
+                p.feed(&input[j..], &mut ev);
+                results.push(merge(ev));
+            }
+        }
+        results
+    }
+
+    fn merge(events: Vec<Event>) -> Vec<Event> {
+        let mut out: Vec<Event> = Vec::new();
+        for e in events {
+            match (out.last_mut(), e) {
+                (Some(Event::Output(a)), Event::Output(b)) => a.extend(b),
+                (_, e) => out.push(e),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn output_then_done_at_any_split() {
+        let input = format!("hello\r\nno newline{}", done(3, "/tmp/a;b"));
+        for events in parse_all_splits(input.as_bytes()) {
+            assert_eq!(
+                events,
+                vec![
+                    Event::Output(b"hello\r\nno newline".to_vec()),
+                    Event::Done {
+                        id: 9,
+                        exit_code: 3,
+                        cwd: b"/tmp/a;b".to_vec()
+                    }
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn spoofed_marker_with_other_nonce_is_output() {
+        let fake = "__ssffffffffffffffffffffffffffffffffD9;0;/__ssffffffffffffffffffffffffffffffffE\n";
+        let input = format!("{fake}{}", done(0, "/"));
+        let mut p = parser();
+        let mut ev = Vec::new();
+        p.feed(input.as_bytes(), &mut ev);
+        assert_eq!(
+            merge(ev),
+            vec![
+                Event::Output(fake.as_bytes().to_vec()),
+                Event::Done {
+                    id: 9,
+                    exit_code: 0,
+                    cwd: b"/".to_vec()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn ready_and_probe() {
+        let input = format!("motd\r\n__ss{N}R4242;x\r\n__ss{N}P\r\n");
+        for events in parse_all_splits(input.as_bytes()) {
+            assert_eq!(
+                events,
+                vec![
+                    Event::Output(b"motd\r\n".to_vec()),
+                    Event::Ready {
+                        pid: 4242,
+                        flavor: ShellFlavor::Extended
+                    },
+                    Event::Probe
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_of_token_at_end_is_held_then_released() {
+        let mut p = parser();
+        let mut ev = Vec::new();
+        p.feed(b"abc__s", &mut ev);
+        assert_eq!(ev, vec![Event::Output(b"abc".to_vec())]);
+        ev.clear();
+        p.feed(b"x", &mut ev);
+        assert_eq!(merge(ev), vec![Event::Output(b"__sx".to_vec())]);
+        ev = Vec::new();
+        p.feed(b"__ss", &mut ev);
+        p.finish(&mut ev);
+        assert_eq!(merge(ev), vec![Event::Output(b"__ss".to_vec())]);
+    }
+
+    #[test]
+    fn unterminated_marker_is_released_after_the_limit() {
+        let mut p = parser();
+        let mut ev = Vec::new();
+        p.feed(format!("__ss{N}D0;").as_bytes(), &mut ev);
+        assert!(ev.is_empty());
+        p.feed(&vec![b'x'; MAX_MARKER + 10], &mut ev);
+        let out = merge(ev);
+        assert_eq!(out.len(), 1);
+        assert!(matches!(&out[0], Event::Output(b) if b.len() == 4 + N.len() + 3 + MAX_MARKER + 10));
+    }
+
+    #[test]
+    fn onlcr_roundtrip_is_exact() {
+        let original: &[u8] = b"a\nb\r\nc\r\r\nd\re\r";
+        let mut tty = Vec::new();
+        for &b in original {
+            if b == b'\n' {
+                tty.push(b'\r');
+            }
+            tty.push(b);
+        }
+        for split in 0..=tty.len() {
+            let mut d = OnlcrDecoder::default();
+            let mut out = Vec::new();
+            d.decode(&tty[..split], &mut out);
+            d.decode(&tty[split..], &mut out);
+            d.flush(&mut out);
+            assert_eq!(out, original, "split at {split}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Persistent named shells: the [`Session`] trait and its implementation over any transport.
+
+mod output;
+mod shell;
+mod types;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use futures::Stream;
+use tokio::sync::{mpsc, OwnedMutexGuard};
+
+use crate::error::Result;
+pub use shell::{Endpoint, ShellSession};
+pub use types::{
+    CommandState, ExecOptions, ExecResult, HistoryEntry, Interrupt, Notice, ReadOptions,
+    SessionConfig, SessionInfo, SessionStatus,
+};
+
+/// A persistent shell on a remote host. The working directory, exported variables, shell
+/// functions, aliases and background jobs persist from one command to the next, exactly as
+/// in an interactive terminal, and every command reports its exact output and exit code.
+///
+/// Commands are serialized: concurrent `exec` calls queue in FIFO order. A command still
+/// running when its `exec` returns owns the session until it ends or is interrupted; a new
+/// `exec` meanwhile fails at once with [`Error::Busy`](crate::Error::Busy).
+#[async_trait]
+pub trait Session: Send + Sync {
+    /// The session's name.
+    fn name(&self) -> &str;
+
+    /// A snapshot for listings.
+    fn info(&self) -> SessionInfo;
+
+    /// Runs `command` and waits for it, up to the timeout. If the timeout expires first,
+    /// the result has [`CommandState::Running`] with the output so far, and the command
+    /// keeps running.
+    async fn exec(&self, command: &str, options: ExecOptions) -> Result<ExecResult>;
+
+    /// Runs `command` and streams its output as it arrives. The stream ends with
+    /// [`StreamEvent::Finished`]. Dropping the stream early leaves the command running.
+    async fn exec_stream(&self, command: &str, options: ExecOptions) -> Result<ExecStream>;
+
+    /// Output of the running (or last) command that is new since the previous result,
+    /// waiting as `options` say.
+    async fn read_output(&self, options: ReadOptions) -> Result<ExecResult>;
+
+    /// Sends bytes to the running command's terminal (`b"y\n"`, a password, REPL input).
+    async fn send_input(&self, input: &[u8]) -> Result<()>;
+
+    /// Interrupts the running command.
+    async fn interrupt(&self, how: Interrupt) -> Result<()>;
+
+    /// The terminal screen as text, rows joined by newlines: what a person would see, e.g.
+    /// inside `vim`, `less` or `top`.
+    fn screen(&self) -> String;
+
+    /// Resizes the terminal.
+    async fn resize(&self, cols: u16, rows: u16) -> Result<()>;
+
+    /// Commands run so far, oldest first (bounded by the configured limit).
+    fn history(&self) -> Vec<HistoryEntry>;
+
+    /// Ends the shell and its connection. Idempotent.
+    async fn close(&self) -> Result<()>;
+}
+
+/// An item of [`ExecStream`].
+#[derive(Clone, Debug)]
+pub enum StreamEvent {
+    /// Output as it arrived.
+    Output(bytes::Bytes),
+    /// The command ended. `output` is empty: every byte was already streamed.
+    Finished(ExecResult),
+}
+
+/// The output of a command as a [`Stream`] of [`StreamEvent`]s.
+pub struct ExecStream {
+    receiver: mpsc::Receiver<StreamEvent>,
+    // Holds the session's command queue until the stream ends, so queued commands wait.
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl Stream for ExecStream {
+    type Item = StreamEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        let polled = self.receiver.poll_recv(cx);
+        if let Poll::Ready(None) | Poll::Ready(Some(StreamEvent::Finished(_))) = &polled {
+            self._turn = None;
+        }
+        polled
+    }
+}

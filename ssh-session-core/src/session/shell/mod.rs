@@ -1,0 +1,592 @@
+//! [`ShellSession`]: a [`Session`] over any [`Transport`], speaking the marker protocol.
+
+mod state;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::RngCore;
+use tokio::sync::{mpsc, watch, OwnedMutexGuard};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::types::{
+    ExecOptions, ExecResult, HistoryEntry, Interrupt, Notice, ReadOptions, SessionConfig,
+    SessionInfo, SessionStatus,
+};
+use super::{ExecStream, Session, StreamEvent};
+use crate::error::{Error, Result};
+use crate::protocol::{command_line, prime_script, MarkerParser, Nonce, Restore};
+use crate::transport::{run, ChannelEvent, EventSource, ShellRequest, Transport};
+use state::{Deliveries, Outcome, Phase, Shell, State};
+
+/// Started instead of a login shell that is not POSIX (fish, csh): every shell can run it.
+const POSIX_FALLBACK: &str =
+    "sh -c 'if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi'";
+
+/// Where a session is connected, for listings and messages.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Remote host.
+    pub host: String,
+    /// Remote user.
+    pub user: String,
+    /// Remote port.
+    pub port: u16,
+}
+
+/// A persistent shell on one channel of a [`Transport`]. Create it with
+/// [`ShellSession::start`] or, usually, through the [`SessionManager`](crate::SessionManager).
+#[derive(Clone)]
+pub struct ShellSession {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    endpoint: Endpoint,
+    transport: Arc<dyn Transport>,
+    config: SessionConfig,
+    /// Names this session's exported-variables file on the remote host; stable across
+    /// shell restarts so a new shell can restore what the old one exported.
+    env_file_id: String,
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+    /// FIFO turn-taking for commands (tokio's mutex is fair).
+    queue: Arc<tokio::sync::Mutex<()>>,
+    pumps: Mutex<Vec<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+enum SpawnError {
+    NotPosix,
+    Failed(Error),
+}
+
+impl ShellSession {
+    /// Opens a shell channel on `transport` and primes it. The session owns the transport
+    /// and closes it on [`close`](Session::close).
+    pub async fn start(
+        name: &str,
+        endpoint: Endpoint,
+        transport: Arc<dyn Transport>,
+        config: SessionConfig,
+    ) -> Result<Self> {
+        let pty = config.pty.as_ref().map(|p| (p.cols, p.rows));
+        let mut id = [0u8; 8];
+        rand::rng().fill_bytes(&mut id);
+        let inner = Arc::new(Inner {
+            name: name.to_string(),
+            endpoint,
+            transport,
+            state: Mutex::new(State::new(pty, config.max_output_bytes, config.history_limit)),
+            config,
+            env_file_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            changed: watch::channel(0).0,
+            queue: Arc::new(tokio::sync::Mutex::new(())),
+            pumps: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
+        let session = ShellSession { inner };
+        match session.spawn_shell(Restore::default()).await {
+            Ok(notices) => {
+                let mut st = session.inner.lock();
+                st.pending = notices;
+                st.status = SessionStatus::Connected;
+            }
+            Err(e) => {
+                session.inner.transport.close().await;
+                session.inner.abort_pumps();
+                return Err(e);
+            }
+        }
+        Ok(session)
+    }
+
+    /// Starts a shell (the login shell, or a POSIX one if that is fish/csh) and primes it.
+    async fn spawn_shell(&self, restore: Restore) -> Result<Vec<Notice>> {
+        match self.try_spawn(None, &restore).await {
+            Ok(()) => Ok(Vec::new()),
+            Err(SpawnError::Failed(e)) => Err(e),
+            Err(SpawnError::NotPosix) => {
+                tracing::warn!(session = %self.inner.name, "login shell is not POSIX; starting sh");
+                match self.try_spawn(Some(POSIX_FALLBACK.into()), &restore).await {
+                    Ok(()) => Ok(vec![Notice::PosixFallback]),
+                    Err(SpawnError::Failed(e)) => Err(Error::NonPosixShell {
+                        session: self.inner.name.clone(),
+                        detail: e.to_string(),
+                    }),
+                    Err(SpawnError::NotPosix) => Err(Error::NonPosixShell {
+                        session: self.inner.name.clone(),
+                        detail: "sh did not answer as a POSIX shell either".into(),
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn try_spawn(
+        &self,
+        command: Option<String>,
+        restore: &Restore,
+    ) -> std::result::Result<(), SpawnError> {
+        let inner = &self.inner;
+        let request = ShellRequest {
+            pty: inner.config.pty.clone(),
+            command,
+        };
+        let channel = inner
+            .transport
+            .open_shell(request)
+            .await
+            .map_err(SpawnError::Failed)?;
+        let nonce = Nonce::random();
+        let generation = {
+            let mut st = inner.lock();
+            st.generation += 1;
+            st.parser = Some(MarkerParser::new(&nonce));
+            st.shell = Some(Shell {
+                input: channel.input.clone(),
+            });
+            st.phase = Phase::Priming {
+                log: Vec::new(),
+                ready: None,
+                probed: false,
+            };
+            st.exit_status = None;
+            st.generation
+        };
+        let pump = tokio::spawn(pump(Arc::downgrade(inner), generation, channel.events));
+        inner.pumps.lock().unwrap_or_else(|p| p.into_inner()).push(pump);
+
+        let script = prime_script(&nonce, &inner.env_file_id, restore);
+        if let Err(e) = channel.input.write(script.as_bytes()).await {
+            return Err(SpawnError::Failed(e));
+        }
+        let deadline = Instant::now() + inner.config.prime_timeout;
+        loop {
+            let mut changed = inner.changed.subscribe();
+            let verdict = {
+                let mut st = inner.lock();
+                match &st.phase {
+                    Phase::Priming {
+                        ready: Some((pid, flavor)),
+                        probed: true,
+                        ..
+                    } => {
+                        let (pid, flavor) = (*pid, *flavor);
+                        st.phase = Phase::Ready;
+                        st.shell_pid = Some(pid);
+                        st.flavor = flavor;
+                        Some(Ok(()))
+                    }
+                    Phase::Priming {
+                        ready: None,
+                        probed: true,
+                        ..
+                    } => Some(Err(SpawnError::NotPosix)),
+                    Phase::Dead => {
+                        let why = st.death.clone().unwrap_or_default();
+                        Some(Err(SpawnError::Failed(Error::ShellNotReady {
+                            session: inner.name.clone(),
+                            timeout: inner.config.prime_timeout,
+                            last_output: format!("(the shell ended: {why})"),
+                        })))
+                    }
+                    _ => None,
+                }
+            };
+            match verdict {
+                Some(Err(SpawnError::NotPosix)) => {
+                    let _ = channel.input.close().await;
+                    return Err(SpawnError::NotPosix);
+                }
+                Some(verdict) => return verdict,
+                None => {}
+            }
+            let timed_out = tokio::select! {
+                _ = changed.changed() => false,
+                _ = tokio::time::sleep_until(deadline) => true,
+            };
+            if timed_out {
+                let log = match &inner.lock().phase {
+                    Phase::Priming { log, .. } => String::from_utf8_lossy(log).into_owned(),
+                    _ => String::new(),
+                };
+                let _ = channel.input.close().await;
+                return Err(SpawnError::Failed(Error::ShellNotReady {
+                    session: inner.name.clone(),
+                    timeout: inner.config.prime_timeout,
+                    last_output: log.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect(),
+                }));
+            }
+        }
+    }
+
+    /// Takes the command turn, (re)starts the shell if needed and types the command.
+    async fn begin_command(
+        &self,
+        command: &str,
+        options: &ExecOptions,
+        stream: Option<mpsc::Sender<StreamEvent>>,
+    ) -> Result<(OwnedMutexGuard<()>, u64)> {
+        let inner = &self.inner;
+        let turn = inner.queue.clone().lock_owned().await;
+        inner.check_open()?;
+        let mut notices = Vec::new();
+        let restart = {
+            let st = inner.lock();
+            if let Some(run) = st.running() {
+                return Err(Error::Busy {
+                    session: inner.name.clone(),
+                    command: run.command.clone(),
+                    running_for: state::running_for(run),
+                });
+            }
+            st.shell.is_none().then(|| {
+                let cwd = (!st.cwd.is_empty()).then(|| st.cwd.clone());
+                (st.death.clone().unwrap_or_else(|| "the shell ended".into()), cwd)
+            })
+        };
+        if let Some((reason, cwd)) = restart {
+            notices.push(Notice::ShellRestarted { reason });
+            notices.extend(self.spawn_shell(Restore { cwd, env: true }).await?);
+            inner.lock().death = None;
+        }
+        let source = options.source.clone().unwrap_or_else(|| "api".into());
+        let (line, input, id) = {
+            let mut st = inner.lock();
+            let line = command_line(command, st.flavor, st.next_id).ok_or_else(|| Error::InvalidCommand {
+                session: inner.name.clone(),
+                reason: "it contains a NUL byte, which cannot be typed into a shell".into(),
+            })?;
+            let Some(shell) = st.shell.clone() else {
+                return Err(inner.lost_shell());
+            };
+            let (id, idle) = st.begin(command, source, notices, stream.clone());
+            if let (Some(tx), false) = (&stream, idle.is_empty()) {
+                // Room for it: the channel is new and has capacity for many chunks.
+                let _ = tx.try_send(StreamEvent::Output(idle.into()));
+            }
+            (line, shell.input, id)
+        };
+        if let Err(e) = input.write(line.as_bytes()).await {
+            let mut deliveries = Vec::new();
+            inner.lock().finish(Outcome::ShellExited(None), &mut deliveries);
+            inner.deliver(deliveries).await;
+            inner.notify();
+            return Err(e);
+        }
+        Ok((turn, id))
+    }
+
+    /// Waits until the current command ends, new output arrives (if asked), or `deadline`.
+    async fn wait_result(&self, deadline: Instant, return_on_output: bool) -> Result<ExecResult> {
+        let inner = &self.inner;
+        loop {
+            let mut changed = inner.changed.subscribe();
+            {
+                let mut st = inner.lock();
+                let Some(run) = st.current.as_ref() else {
+                    return Err(Error::NotRunning {
+                        session: inner.name.clone(),
+                    });
+                };
+                let fresh = run.output.total() > run.cursor;
+                if run.outcome.is_some()
+                    || Instant::now() >= deadline
+                    || (return_on_output && fresh)
+                {
+                    return Ok(st.take_result().expect("current command exists"));
+                }
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Signals the terminal's foreground process group (the running command) through a
+    /// separate exec channel: a PTY can only carry Ctrl-C, and SSH `signal` requests reach
+    /// the shell, not its foreground job.
+    async fn signal_foreground(&self, pid: u32, signal: &str) -> Result<()> {
+        // tpgid is field 8 of /proc/PID/stat, counted after the ")" that ends the command
+        // name (which may contain spaces). No foreground job of its own → signal children.
+        let script = format!(
+            "P={pid}; T=; if [ -r /proc/$P/stat ]; then s=$(cat /proc/$P/stat); s=${{s##*) }}; set -- $s; T=$6; \
+             else T=$(ps -o tpgid= -p $P 2>/dev/null | tr -d \" \"); fi; \
+             if [ -n \"$T\" ] && [ \"$T\" -gt 0 ] && [ \"$T\" != \"$P\" ]; then kill -{signal} -- -$T; \
+             else pkill -{signal} -P $P; fi"
+        );
+        let out = run(self.inner.transport.as_ref(), &format!("sh -c '{script}'")).await?;
+        if out.exit_status == Some(0) {
+            Ok(())
+        } else {
+            Err(Error::InvalidCommand {
+                session: self.inner.name.clone(),
+                reason: format!(
+                    "could not send SIG{signal} to the running command: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            })
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed {
+                session: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn lost_shell(&self) -> Error {
+        Error::Ssh {
+            host: self.endpoint.host.clone(),
+            port: self.endpoint.port,
+            detail: format!("session {:?}: the shell is gone", self.name),
+        }
+    }
+
+    async fn deliver(&self, deliveries: Deliveries) {
+        for (tx, event) in deliveries {
+            // A slow stream consumer slows the channel (flow control); a dropped one is skipped.
+            let _ = tx.send(event).await;
+        }
+    }
+
+    fn abort_pumps(&self) {
+        for pump in self.pumps.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            pump.abort();
+        }
+    }
+}
+
+/// Reads one shell channel until it closes, feeding its bytes into the session state.
+/// Holds only a weak reference so a dropped session is not kept alive by its reader.
+async fn pump(weak: Weak<Inner>, generation: u64, mut events: Box<dyn EventSource>) {
+    while let Some(event) = events.recv().await {
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let mut deliveries = Vec::new();
+        {
+            let mut st = inner.lock();
+            match event {
+                ChannelEvent::Stdout(data) => st.on_output(generation, &data, &mut deliveries),
+                ChannelEvent::Stderr(data) => st.on_stderr(generation, &data, &mut deliveries),
+                ChannelEvent::ExitStatus(code) if st.generation == generation => {
+                    st.exit_status = Some(code as i32);
+                }
+                ChannelEvent::ExitSignal(sig) if st.generation == generation => {
+                    st.exit_status = None;
+                    st.death = Some(format!("the shell was killed by SIG{sig}"));
+                }
+                _ => {}
+            }
+        }
+        inner.deliver(deliveries).await;
+        inner.notify();
+    }
+    if let Some(inner) = weak.upgrade() {
+        let mut deliveries = Vec::new();
+        {
+            let mut st = inner.lock();
+            let killed = st.death.clone().filter(|d| d.contains("killed"));
+            st.on_closed(generation, &mut deliveries);
+            if let Some(killed) = killed {
+                st.death = Some(killed);
+            }
+        }
+        inner.deliver(deliveries).await;
+        inner.notify();
+    }
+}
+
+#[async_trait]
+impl Session for ShellSession {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn info(&self) -> SessionInfo {
+        let inner = &self.inner;
+        let st = inner.lock();
+        let mut status = st.status.clone();
+        if status == SessionStatus::Connected && inner.transport.is_closed() {
+            status = SessionStatus::Error {
+                detail: format!("the connection to {} was lost", inner.transport.describe()),
+                at: st.last_activity,
+            };
+        }
+        SessionInfo {
+            name: inner.name.clone(),
+            host: inner.endpoint.host.clone(),
+            user: inner.endpoint.user.clone(),
+            port: inner.endpoint.port,
+            transport: inner.transport.kind(),
+            status,
+            created: st.created,
+            last_activity: st.last_activity,
+            command_count: st.command_count,
+            cwd: st.cwd.clone(),
+            running: st.running().map(|r| r.command.clone()),
+        }
+    }
+
+    async fn exec(&self, command: &str, options: ExecOptions) -> Result<ExecResult> {
+        let timeout = options.timeout.unwrap_or(self.inner.config.exec_timeout);
+        let (_turn, _id) = self.begin_command(command, &options, None).await?;
+        // The deadline counts from when the command was typed, not from when it was queued.
+        self.wait_result(Instant::now() + timeout, false).await
+    }
+
+    async fn exec_stream(&self, command: &str, options: ExecOptions) -> Result<ExecStream> {
+        let (tx, rx) = mpsc::channel(256);
+        let (turn, _id) = self.begin_command(command, &options, Some(tx)).await?;
+        Ok(ExecStream {
+            receiver: rx,
+            _turn: Some(turn),
+        })
+    }
+
+    async fn read_output(&self, options: ReadOptions) -> Result<ExecResult> {
+        self.inner.check_open()?;
+        self.wait_result(Instant::now() + options.wait, options.return_on_output)
+            .await
+    }
+
+    async fn send_input(&self, input: &[u8]) -> Result<()> {
+        let inner = &self.inner;
+        let shell = {
+            let st = inner.lock();
+            if st.running().is_none() {
+                return Err(Error::NotRunning {
+                    session: inner.name.clone(),
+                });
+            }
+            st.shell.clone().ok_or_else(|| inner.lost_shell())?
+        };
+        shell.input.write(input).await
+    }
+
+    async fn interrupt(&self, how: Interrupt) -> Result<()> {
+        let inner = &self.inner;
+        let (shell, pid, pty) = {
+            let st = inner.lock();
+            if st.running().is_none() {
+                return Err(Error::NotRunning {
+                    session: inner.name.clone(),
+                });
+            }
+            (st.shell.clone(), st.shell_pid, st.pty)
+        };
+        let shell = shell.ok_or_else(|| inner.lost_shell())?;
+        match (how, pty) {
+            // Through the terminal, as a person would: the line discipline signals the
+            // foreground job and the shell survives.
+            (Interrupt::Int, true) => shell.input.write(b"\x03").await,
+            (Interrupt::Eof, true) => shell.input.write(b"\x04").await,
+            (Interrupt::Eof, false) => Err(Error::InvalidCommand {
+                session: inner.name.clone(),
+                reason: "EOF needs a PTY session: without one, closing stdin would end the shell".into(),
+            }),
+            (how, _) => {
+                let name = match how {
+                    Interrupt::Term => "TERM",
+                    Interrupt::Kill => "KILL",
+                    _ => "INT",
+                };
+                let pid = pid.ok_or_else(|| inner.lost_shell())?;
+                self.signal_foreground(pid, name).await
+            }
+        }
+    }
+
+    fn screen(&self) -> String {
+        self.inner.lock().screen.screen().contents()
+    }
+
+    async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
+        let shell = {
+            let mut st = self.inner.lock();
+            st.resize(cols, rows);
+            st.shell.clone().filter(|_| st.pty)
+        };
+        match shell {
+            Some(shell) => shell.input.resize(cols, rows).await,
+            None => Ok(()),
+        }
+    }
+
+    fn history(&self) -> Vec<HistoryEntry> {
+        self.inner
+            .lock()
+            .history
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    async fn close(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (shell, idle) = {
+            let st = inner.lock();
+            (st.shell.clone(), st.running().is_none())
+        };
+        const GRACE: Duration = Duration::from_secs(2);
+        if let Some(shell) = &shell {
+            if idle {
+                // Remove the saved variables and leave cleanly, bounded in time.
+                let bye = b" rm -f -- \"$__ss_f\" \"$__ss_f.r\";exit 0\n";
+                let mut changed = inner.changed.subscribe();
+                if tokio::time::timeout(GRACE, shell.input.write(bye)).await.is_ok() {
+                    let _ = tokio::time::timeout(GRACE, async {
+                        while !matches!(inner.lock().phase, Phase::Dead) {
+                            if changed.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                }
+            } else {
+                let rm = format!(
+                    "rm -f -- \"${{TMPDIR:-/tmp}}/.ssh-session-{}.env\"",
+                    inner.env_file_id
+                );
+                let _ = tokio::time::timeout(GRACE, run(inner.transport.as_ref(), &rm)).await;
+            }
+            let _ = shell.input.close().await;
+        }
+        {
+            let mut st = inner.lock();
+            let mut deliveries = Vec::new();
+            st.finish(Outcome::ShellExited(None), &mut deliveries);
+            st.status = SessionStatus::Closed;
+            st.shell = None;
+            st.phase = Phase::Dead;
+        }
+        inner.transport.close().await;
+        inner.abort_pumps();
+        inner.notify();
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! The values a session takes and returns.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use crate::transport::{PtyRequest, TransportKind};
+
+/// How a session's shell is set up and how much it may hold.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// The PTY to run the shell in (default 200×50 `xterm-256color`, echo off). `None` runs
+    /// the shell on plain pipes: no terminal, stderr arrives separately (and may be
+    /// reordered against stdout), no full-screen programs, no Ctrl-C.
+    pub pty: Option<PtyRequest>,
+    /// Default `exec` timeout: after it the call returns with the command still running
+    /// (default 30 s).
+    pub exec_timeout: Duration,
+    /// Output kept per command, head and tail; the middle is dropped and counted (default 8 MiB).
+    pub max_output_bytes: usize,
+    /// How long a new shell may take to run its login scripts and answer (default 15 s).
+    pub prime_timeout: Duration,
+    /// Commands remembered in the session's history (default 1000).
+    pub history_limit: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            pty: Some(PtyRequest::default()),
+            exec_timeout: Duration::from_secs(30),
+            max_output_bytes: 8 << 20,
+            prime_timeout: Duration::from_secs(15),
+            history_limit: 1000,
+        }
+    }
+}
+
+/// Options for one command.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    /// Return after this long even if the command still runs (default: the session's
+    /// `exec_timeout`). The command keeps running; use `read_output` to follow it.
+    pub timeout: Option<Duration>,
+    /// Who issued the command, recorded in history (default `"api"`).
+    pub source: Option<String>,
+}
+
+impl ExecOptions {
+    /// Options with this timeout.
+    pub fn timeout(timeout: Duration) -> Self {
+        ExecOptions {
+            timeout: Some(timeout),
+            source: None,
+        }
+    }
+}
+
+/// Options for reading a running (or the last) command's output.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// Wait up to this long for the command to finish (default: don't wait).
+    pub wait: Duration,
+    /// Return as soon as any new output arrives instead of waiting for completion.
+    pub return_on_output: bool,
+}
+
+/// How a command stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandState {
+    /// Still running: read its output, send input, or interrupt it.
+    Running,
+    /// Finished; `exit_code` holds its status.
+    Exited,
+    /// The shell itself ended while running it (`exit`, `exec`, killed); `exit_code` holds
+    /// the shell's status if known. The next command starts a new shell.
+    ShellExited,
+}
+
+/// Something the caller should know about how a result came to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The previous shell had ended, so a new one was started first. The working directory
+    /// and exported variables were restored; background jobs and shell-local state
+    /// (unexported variables, functions, aliases) were lost.
+    ShellRestarted {
+        /// Why the previous shell ended.
+        reason: String,
+    },
+    /// The login shell is not POSIX; `/bin/sh` (bash if present) runs instead.
+    PosixFallback,
+}
+
+/// The outcome of `exec` or `read_output`.
+#[derive(Clone, Debug)]
+pub struct ExecResult {
+    /// The command line as given.
+    pub command: String,
+    /// Output as the terminal showed it (stdout and stderr interleaved), exact bytes with
+    /// the PTY's `\r\n` turned back into the program's `\n`. For `read_output`, only what is
+    /// new since the previous result.
+    pub output: Vec<u8>,
+    /// The exit code; `None` while running (or if the shell died without one).
+    pub exit_code: Option<i32>,
+    /// Running, exited, or the shell exited.
+    pub state: CommandState,
+    /// The shell's working directory after the command (the last known one while running).
+    pub cwd: String,
+    /// Time since the command started.
+    pub duration: Duration,
+    /// Bytes the command has printed in total.
+    pub output_bytes: u64,
+    /// Bytes of this result's range that were dropped to bound memory (0 if none).
+    pub dropped_bytes: u64,
+    /// Things that happened on the way (shell restarted...).
+    pub notices: Vec<Notice>,
+}
+
+impl ExecResult {
+    /// The output as text (invalid UTF-8 replaced), for display.
+    pub fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.output)
+    }
+
+    /// Whether the command still runs.
+    pub fn is_running(&self) -> bool {
+        self.state == CommandState::Running
+    }
+
+    /// Whether output was dropped.
+    pub fn truncated(&self) -> bool {
+        self.dropped_bytes > 0
+    }
+}
+
+/// A stronger or weaker way to stop the running command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    /// Ctrl-C: SIGINT to the foreground job, as a terminal would.
+    Int,
+    /// Ctrl-D: end of input for a program reading the terminal.
+    Eof,
+    /// SIGTERM to the foreground process group.
+    Term,
+    /// SIGKILL to the foreground process group.
+    Kill,
+}
+
+/// A session's connection state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Connecting and starting the shell.
+    Connecting,
+    /// Ready for commands.
+    Connected,
+    /// Broken; `detail` says why.
+    Error {
+        /// What went wrong.
+        detail: String,
+        /// When.
+        at: SystemTime,
+    },
+    /// Closed by the caller.
+    Closed,
+}
+
+impl SessionStatus {
+    /// A short lower-case name: connecting, connected, error, closed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SessionStatus::Connecting => "connecting",
+            SessionStatus::Connected => "connected",
+            SessionStatus::Error { .. } => "error",
+            SessionStatus::Closed => "closed",
+        }
+    }
+}
+
+/// One command in a session's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The command line.
+    pub command: String,
+    /// Its exit code (`None` while running or if the shell died).
+    pub exit_code: Option<i32>,
+    /// When it started.
+    pub started_at: SystemTime,
+    /// How long it ran (`None` while running).
+    pub duration: Option<Duration>,
+    /// Who issued it (`"api"`, `"mcp"`, `"cli"`, ...).
+    pub source: String,
+}
+
+/// A snapshot of a session, for listings.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    /// The session's name.
+    pub name: String,
+    /// Remote host.
+    pub host: String,
+    /// Remote user.
+    pub user: String,
+    /// Remote port.
+    pub port: u16,
+    /// Backend carrying it.
+    pub transport: TransportKind,
+    /// Connection state.
+    pub status: SessionStatus,
+    /// When it was opened.
+    pub created: SystemTime,
+    /// When a command last started or produced output.
+    pub last_activity: SystemTime,
+    /// Commands run so far.
+    pub command_count: u64,
+    /// Last known working directory.
+    pub cwd: String,
+    /// The command running now, if any.
+    pub running: Option<String>,
+}

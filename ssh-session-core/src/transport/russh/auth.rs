@@ -1,0 +1,124 @@
+//! User authentication: ssh-agent keys, then key files, then a caller's password callback.
+
+use std::sync::Arc;
+
+use russh::client::{AuthResult, Handle};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
+
+use super::host_keys::ClientHandler;
+use crate::error::{Error, Result};
+use crate::options::ConnectOptions;
+
+/// Tries every configured credential in OpenSSH's order; fails with the list of what was tried.
+pub(super) async fn authenticate(
+    handle: &mut Handle<ClientHandler>,
+    opts: &ConnectOptions,
+) -> Result<()> {
+    let mut tried: Vec<String> = Vec::new();
+    let user = opts.user.as_str();
+
+    if opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        if let Ok(mut agent) = AgentClient::connect_env().await {
+            let identities = agent.request_identities().await.unwrap_or_default();
+            for identity in identities {
+                let AgentIdentity::PublicKey { key, .. } = identity else {
+                    continue;
+                };
+                let hash = rsa_hash(handle, key.algorithm().is_rsa()).await;
+                let fp = key.fingerprint(HashAlg::Sha256);
+                match handle
+                    .authenticate_publickey_with(user, key, hash, &mut agent)
+                    .await
+                {
+                    Ok(AuthResult::Success) => return Ok(()),
+                    _ => tried.push(format!("agent key {fp}")),
+                }
+            }
+        }
+    }
+
+    let explicit = !opts.identities.is_empty();
+    for identity in opts.effective_identities() {
+        let path = &identity.path;
+        let key = match russh::keys::load_secret_key(path, identity.passphrase.as_deref()) {
+            Ok(key) => key,
+            Err(russh::keys::Error::KeyIsEncrypted) => {
+                if explicit {
+                    return Err(Error::Key {
+                        path: path.clone(),
+                        detail: "it is encrypted; supply its passphrase (IdentityFile::with_passphrase)".into(),
+                    });
+                }
+                tried.push(format!("{} (encrypted, skipped)", path.display()));
+                continue;
+            }
+            Err(e) => {
+                let detail = if identity.passphrase.is_some() {
+                    format!("{e}; is the passphrase right?")
+                } else {
+                    format!("{e}; is it an OpenSSH private key file?")
+                };
+                if explicit {
+                    return Err(Error::Key {
+                        path: path.clone(),
+                        detail,
+                    });
+                }
+                tried.push(format!("{} (unreadable: {e})", path.display()));
+                continue;
+            }
+        };
+        let hash = rsa_hash(handle, key.algorithm().is_rsa()).await;
+        let attempt = handle
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(|e| ssh_error(opts, e))?;
+        if matches!(attempt, AuthResult::Success) {
+            return Ok(());
+        }
+        tried.push(format!("key {}", path.display()));
+    }
+
+    if let Some(callback) = &opts.password {
+        if let Some(password) = callback(user, &opts.host) {
+            let attempt = handle
+                .authenticate_password(user, password)
+                .await
+                .map_err(|e| ssh_error(opts, e))?;
+            if matches!(attempt, AuthResult::Success) {
+                return Ok(());
+            }
+            tried.push("password".into());
+        }
+    }
+
+    Err(Error::AuthFailed {
+        user: user.into(),
+        host: opts.host.clone(),
+        port: opts.port,
+        tried: if tried.is_empty() {
+            "nothing: no agent, no key file found, no password callback".into()
+        } else {
+            tried.join(", ")
+        },
+    })
+}
+
+/// RSA keys must sign with the best SHA-2 hash the server announced (SHA-1 is refused by
+/// modern sshd); other key types ignore the hash.
+async fn rsa_hash(handle: &Handle<ClientHandler>, is_rsa: bool) -> Option<HashAlg> {
+    if !is_rsa {
+        return None;
+    }
+    handle.best_supported_rsa_hash().await.ok().flatten().flatten()
+}
+
+pub(super) fn ssh_error(opts: &ConnectOptions, e: impl std::fmt::Display) -> Error {
+    Error::Ssh {
+        host: opts.host.clone(),
+        port: opts.port,
+        detail: e.to_string(),
+    }
+}
