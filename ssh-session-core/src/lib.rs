@@ -8,3 +8,4 @@ pub use error::{Error, Result};
 pub use manager::{validate_name, SessionManager};
 pub use options::{ConnectOptions, HostKeyPolicy, IdentityFile};
 pub use session::*;
+pub use transport::{Transport, TransportKind};

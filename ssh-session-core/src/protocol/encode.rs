@@ -171,7 +171,9 @@ mod tests {
             let line = command_line("printf '\x03\r\x15\x7f'", flavor, 1).unwrap();
             let body = &line[..line.len() - 1];
             assert!(
-                !body.bytes().any(|b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f),
+                !body
+                    .bytes()
+                    .any(|b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f),
                 "{line:?}"
             );
         }
@@ -185,7 +187,10 @@ mod tests {
     fn long_lines_are_split_below_the_tty_limit() {
         let cmd = format!("echo {}", "é".repeat(5000));
         let line = command_line(&cmd, ShellFlavor::Extended, 1).unwrap();
-        assert!(line.split('\n').all(|l| l.len() < 1100), "a line is too long");
+        assert!(
+            line.split('\n').all(|l| l.len() < 1100),
+            "a line is too long"
+        );
         assert!(line.contains("'\\\n'"));
     }
 
@@ -198,7 +203,10 @@ mod tests {
         };
         let script = prime_script(&nonce, "abc", &restore);
         let token = String::from_utf8(nonce.token()).unwrap();
-        assert!(!script.contains(&token), "PTY echo of the prime would fake a marker");
+        assert!(
+            !script.contains(&token),
+            "PTY echo of the prime would fake a marker"
+        );
         assert!(script.contains("cd -- '/tmp/it'\\''s here'"));
         assert_eq!(script.matches('\n').count(), 2, "ready line + probe line");
     }

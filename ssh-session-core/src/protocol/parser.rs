@@ -153,11 +153,13 @@ impl MarkerParser {
                 };
                 // Fields: id ; exit code ; cwd (the cwd may itself hold ';').
                 let mut fields = body[..end].splitn(3, |&b| b == b';');
-                let (Some(id), Some(code), Some(cwd)) = (fields.next(), fields.next(), fields.next())
+                let (Some(id), Some(code), Some(cwd)) =
+                    (fields.next(), fields.next(), fields.next())
                 else {
                     return Parsed::NotOurs;
                 };
-                let number = |f: &[u8]| -> Option<i64> { std::str::from_utf8(f).ok()?.parse().ok() };
+                let number =
+                    |f: &[u8]| -> Option<i64> { std::str::from_utf8(f).ok()?.parse().ok() };
                 let (Some(id), Some(exit_code)) = (number(id), number(code)) else {
                     return Parsed::NotOurs;
                 };
@@ -298,7 +300,8 @@ mod tests {
 
     #[test]
     fn spoofed_marker_with_other_nonce_is_output() {
-        let fake = "__ssffffffffffffffffffffffffffffffffD9;0;/__ssffffffffffffffffffffffffffffffffE\n";
+        let fake =
+            "__ssffffffffffffffffffffffffffffffffD9;0;/__ssffffffffffffffffffffffffffffffffE\n";
         let input = format!("{fake}{}", done(0, "/"));
         let mut p = parser();
         let mut ev = Vec::new();
@@ -358,7 +361,9 @@ mod tests {
         p.feed(&vec![b'x'; MAX_MARKER + 10], &mut ev);
         let out = merge(ev);
         assert_eq!(out.len(), 1);
-        assert!(matches!(&out[0], Event::Output(b) if b.len() == 4 + N.len() + 3 + MAX_MARKER + 10));
+        assert!(
+            matches!(&out[0], Event::Output(b) if b.len() == 4 + N.len() + 3 + MAX_MARKER + 10)
+        );
     }
 
     #[test]

@@ -90,6 +90,22 @@ pub enum Notice {
     PosixFallback,
 }
 
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::ShellRestarted { reason } => write!(
+                f,
+                "the previous shell ended ({reason}); a new shell was started with the working \
+                 directory and exported variables restored; background jobs, unexported \
+                 variables, functions and aliases were lost"
+            ),
+            Notice::PosixFallback => f.write_str(
+                "the login shell is not a POSIX shell; commands run in bash (or sh) instead",
+            ),
+        }
+    }
+}
+
 /// The outcome of `exec` or `read_output`.
 #[derive(Clone, Debug)]
 pub struct ExecResult {

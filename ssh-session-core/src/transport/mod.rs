@@ -139,7 +139,9 @@ pub struct Channel {
 
 impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Channel").field("input", &self.input).finish()
+        f.debug_struct("Channel")
+            .field("input", &self.input)
+            .finish()
     }
 }
 

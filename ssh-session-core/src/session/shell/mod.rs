@@ -60,6 +60,15 @@ struct Inner {
     closed: AtomicBool,
 }
 
+impl std::fmt::Debug for ShellSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellSession")
+            .field("name", &self.inner.name)
+            .field("transport", &self.inner.transport)
+            .finish()
+    }
+}
+
 enum SpawnError {
     NotPosix,
     Failed(Error),
@@ -81,7 +90,11 @@ impl ShellSession {
             name: name.to_string(),
             endpoint,
             transport,
-            state: Mutex::new(State::new(pty, config.max_output_bytes, config.history_limit)),
+            state: Mutex::new(State::new(
+                pty,
+                config.max_output_bytes,
+                config.history_limit,
+            )),
             config,
             env_file_id: id.iter().map(|b| format!("{b:02x}")).collect(),
             changed: watch::channel(0).0,
@@ -159,7 +172,11 @@ impl ShellSession {
             st.generation
         };
         let pump = tokio::spawn(pump(Arc::downgrade(inner), generation, channel.events));
-        inner.pumps.lock().unwrap_or_else(|p| p.into_inner()).push(pump);
+        inner
+            .pumps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pump);
 
         let script = prime_script(&nonce, &inner.env_file_id, restore);
         if let Err(e) = channel.input.write(script.as_bytes()).await {
@@ -219,7 +236,14 @@ impl ShellSession {
                 return Err(SpawnError::Failed(Error::ShellNotReady {
                     session: inner.name.clone(),
                     timeout: inner.config.prime_timeout,
-                    last_output: log.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect(),
+                    last_output: log
+                        .chars()
+                        .rev()
+                        .take(400)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect(),
                 }));
             }
         }
@@ -247,7 +271,10 @@ impl ShellSession {
             }
             st.shell.is_none().then(|| {
                 let cwd = (!st.cwd.is_empty()).then(|| st.cwd.clone());
-                (st.death.clone().unwrap_or_else(|| "the shell ended".into()), cwd)
+                (
+                    st.death.clone().unwrap_or_else(|| "the shell ended".into()),
+                    cwd,
+                )
             })
         };
         if let Some((reason, cwd)) = restart {
@@ -258,9 +285,11 @@ impl ShellSession {
         let source = options.source.clone().unwrap_or_else(|| "api".into());
         let (line, input, id) = {
             let mut st = inner.lock();
-            let line = command_line(command, st.flavor, st.next_id).ok_or_else(|| Error::InvalidCommand {
-                session: inner.name.clone(),
-                reason: "it contains a NUL byte, which cannot be typed into a shell".into(),
+            let line = command_line(command, st.flavor, st.next_id).ok_or_else(|| {
+                Error::InvalidCommand {
+                    session: inner.name.clone(),
+                    reason: "it contains a NUL byte, which cannot be typed into a shell".into(),
+                }
             })?;
             let Some(shell) = st.shell.clone() else {
                 return Err(inner.lost_shell());
@@ -274,7 +303,9 @@ impl ShellSession {
         };
         if let Err(e) = input.write(line.as_bytes()).await {
             let mut deliveries = Vec::new();
-            inner.lock().finish(Outcome::ShellExited(None), &mut deliveries);
+            inner
+                .lock()
+                .finish(Outcome::ShellExited(None), &mut deliveries);
             inner.deliver(deliveries).await;
             inner.notify();
             return Err(e);
@@ -318,7 +349,7 @@ impl ShellSession {
         let script = format!(
             "P={pid}; T=; if [ -r /proc/$P/stat ]; then s=$(cat /proc/$P/stat); s=${{s##*) }}; set -- $s; T=$6; \
              else T=$(ps -o tpgid= -p $P 2>/dev/null | tr -d \" \"); fi; \
-             if [ -n \"$T\" ] && [ \"$T\" -gt 0 ] && [ \"$T\" != \"$P\" ]; then kill -{signal} -- -$T; \
+             if [ -n \"$T\" ] && [ \"$T\" -gt 0 ] && [ \"$T\" != \"$P\" ]; then kill -{signal} -$T; \
              else pkill -{signal} -P $P; fi"
         );
         let out = run(self.inner.transport.as_ref(), &format!("sh -c '{script}'")).await?;
@@ -370,7 +401,12 @@ impl Inner {
     }
 
     fn abort_pumps(&self) {
-        for pump in self.pumps.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for pump in self
+            .pumps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             pump.abort();
         }
     }
@@ -503,7 +539,8 @@ impl Session for ShellSession {
             (Interrupt::Eof, true) => shell.input.write(b"\x04").await,
             (Interrupt::Eof, false) => Err(Error::InvalidCommand {
                 session: inner.name.clone(),
-                reason: "EOF needs a PTY session: without one, closing stdin would end the shell".into(),
+                reason: "EOF needs a PTY session: without one, closing stdin would end the shell"
+                    .into(),
             }),
             (how, _) => {
                 let name = match how {
@@ -557,7 +594,10 @@ impl Session for ShellSession {
                 // Remove the saved variables and leave cleanly, bounded in time.
                 let bye = b" rm -f -- \"$__ss_f\" \"$__ss_f.r\";exit 0\n";
                 let mut changed = inner.changed.subscribe();
-                if tokio::time::timeout(GRACE, shell.input.write(bye)).await.is_ok() {
+                if tokio::time::timeout(GRACE, shell.input.write(bye))
+                    .await
+                    .is_ok()
+                {
                     let _ = tokio::time::timeout(GRACE, async {
                         while !matches!(inner.lock().phase, Phase::Dead) {
                             if changed.changed().await.is_err() {

@@ -10,9 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::super::output::OutputBuffer;
-use super::super::types::{
-    CommandState, ExecResult, HistoryEntry, Notice, SessionStatus,
-};
+use super::super::types::{CommandState, ExecResult, HistoryEntry, Notice, SessionStatus};
 use super::StreamEvent;
 use crate::protocol::{Event, MarkerParser, OnlcrDecoder, ShellFlavor};
 use crate::transport::ChannelInput;

@@ -26,15 +26,16 @@ pub(super) async fn authenticate(
                 let AgentIdentity::PublicKey { key, .. } = identity else {
                     continue;
                 };
-                let hash = rsa_hash(handle, key.algorithm().is_rsa()).await;
                 let fp = key.fingerprint(HashAlg::Sha256);
-                match handle
-                    .authenticate_publickey_with(user, key, hash, &mut agent)
-                    .await
-                {
-                    Ok(AuthResult::Success) => return Ok(()),
-                    _ => tried.push(format!("agent key {fp}")),
+                for hash in rsa_hashes(handle, key.algorithm().is_rsa()).await {
+                    if let Ok(AuthResult::Success) = handle
+                        .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
+                        .await
+                    {
+                        return Ok(());
+                    }
                 }
+                tried.push(format!("agent key {fp}"));
             }
         }
     }
@@ -48,7 +49,9 @@ pub(super) async fn authenticate(
                 if explicit {
                     return Err(Error::Key {
                         path: path.clone(),
-                        detail: "it is encrypted; supply its passphrase (IdentityFile::with_passphrase)".into(),
+                        detail:
+                            "it is encrypted; supply its passphrase (IdentityFile::with_passphrase)"
+                                .into(),
                     });
                 }
                 tried.push(format!("{} (encrypted, skipped)", path.display()));
@@ -70,13 +73,15 @@ pub(super) async fn authenticate(
                 continue;
             }
         };
-        let hash = rsa_hash(handle, key.algorithm().is_rsa()).await;
-        let attempt = handle
-            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-            .await
-            .map_err(|e| ssh_error(opts, e))?;
-        if matches!(attempt, AuthResult::Success) {
-            return Ok(());
+        let key = Arc::new(key);
+        for hash in rsa_hashes(handle, key.algorithm().is_rsa()).await {
+            let attempt = handle
+                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key.clone(), hash))
+                .await
+                .map_err(|e| ssh_error(opts, e))?;
+            if matches!(attempt, AuthResult::Success) {
+                return Ok(());
+            }
         }
         tried.push(format!("key {}", path.display()));
     }
@@ -106,13 +111,18 @@ pub(super) async fn authenticate(
     })
 }
 
-/// RSA keys must sign with the best SHA-2 hash the server announced (SHA-1 is refused by
-/// modern sshd); other key types ignore the hash.
-async fn rsa_hash(handle: &Handle<ClientHandler>, is_rsa: bool) -> Option<HashAlg> {
+/// The signature hashes to try for a key. RSA keys must sign with SHA-2 (OpenSSH refuses
+/// SHA-1 since 8.8); when the server's `server-sig-algs` announcement does not arrive,
+/// try SHA-512 then SHA-256 rather than fall back to a SHA-1 signature that will fail.
+/// Other key types ignore the hash.
+async fn rsa_hashes(handle: &Handle<ClientHandler>, is_rsa: bool) -> Vec<Option<HashAlg>> {
     if !is_rsa {
-        return None;
+        return vec![None];
     }
-    handle.best_supported_rsa_hash().await.ok().flatten().flatten()
+    match handle.best_supported_rsa_hash().await {
+        Ok(Some(best)) => vec![best],
+        _ => vec![Some(HashAlg::Sha512), Some(HashAlg::Sha256)],
+    }
 }
 
 pub(super) fn ssh_error(opts: &ConnectOptions, e: impl std::fmt::Display) -> Error {

@@ -68,7 +68,10 @@ pub(super) fn verify(
                     |e| Error::Ssh {
                         host: host.into(),
                         port,
-                        detail: format!("cannot record the new host key in {}: {e}", file.display()),
+                        detail: format!(
+                            "cannot record the new host key in {}: {e}",
+                            file.display()
+                        ),
                     },
                 )?;
                 tracing::info!(host, port, %fingerprint, file = %file.display(), "recorded new host key");
@@ -111,7 +114,11 @@ mod tests {
     #[test]
     fn comment_lines_are_counted() {
         let dir = std::env::temp_dir().join(format!("ssh-session-kh-{}", std::process::id()));
-        std::fs::write(&dir, "# a\n# b\nhost1 ssh-ed25519 AAA\n#c\nhost2 ssh-ed25519 BBB\n").unwrap();
+        std::fs::write(
+            &dir,
+            "# a\n# b\nhost1 ssh-ed25519 AAA\n#c\nhost2 ssh-ed25519 BBB\n",
+        )
+        .unwrap();
         assert_eq!(physical_line(&dir, 1), 3);
         assert_eq!(physical_line(&dir, 2), 5);
         let _ = std::fs::remove_file(dir);

@@ -16,8 +16,8 @@ use russh::client::{self, Handle, Msg};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig};
 
 use super::{
-    Channel, ChannelEvent, ChannelInput, EventSource, PtyRequest, ShellRequest, Signal,
-    Transport, TransportKind, TunnelStream,
+    Channel, ChannelEvent, ChannelInput, EventSource, PtyRequest, ShellRequest, Signal, Transport,
+    TransportKind, TunnelStream,
 };
 use crate::error::{Error, Result};
 use crate::options::ConnectOptions;
@@ -102,7 +102,10 @@ impl RusshTransport {
 
     fn refused(&self, what: &str, e: impl std::fmt::Display) -> Error {
         if self.is_closed() {
-            return ssh_error(&self.opts, format!("connection lost while opening {what}: {e}"));
+            return ssh_error(
+                &self.opts,
+                format!("connection lost while opening {what}: {e}"),
+            );
         }
         Error::ChannelRefused {
             host: self.opts.host.clone(),
@@ -166,11 +169,17 @@ impl Transport for RusshTransport {
         }
         let what = match &request.command {
             Some(cmd) => {
-                write.exec(true, cmd.as_bytes()).await.map_err(|e| self.refused("exec", e))?;
+                write
+                    .exec(true, cmd.as_bytes())
+                    .await
+                    .map_err(|e| self.refused("exec", e))?;
                 "a command"
             }
             None => {
-                write.request_shell(true).await.map_err(|e| self.refused("a shell", e))?;
+                write
+                    .request_shell(true)
+                    .await
+                    .map_err(|e| self.refused("a shell", e))?;
                 "a shell"
             }
         };
@@ -212,7 +221,11 @@ impl Transport for RusshTransport {
     }
 }
 
-fn channel(read: ChannelReadHalf, write: ChannelWriteHalf<Msg>, early: VecDeque<ChannelMsg>) -> Channel {
+fn channel(
+    read: ChannelReadHalf,
+    write: ChannelWriteHalf<Msg>,
+    early: VecDeque<ChannelMsg>,
+) -> Channel {
     Channel {
         input: Arc::new(RusshInput { write }),
         events: Box::new(RusshEvents { read, early }),

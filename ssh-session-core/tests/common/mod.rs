@@ -1,0 +1,71 @@
+//! Shared helpers: sessions on the test kit's real sshd (one per test binary).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use ssh_session_core::{
+    ConnectOptions, ExecOptions, ExecResult, IdentityFile, ReadOptions, Session, SessionConfig,
+    SessionManager, ShellSession,
+};
+use ssh_session_testkit::Sshd;
+
+/// Connect options for the shared sshd with its authorized ed25519 key.
+pub fn opts(sshd: &Sshd) -> ConnectOptions {
+    ConnectOptions::new(sshd.host(), sshd.user())
+        .port(sshd.port())
+        .identity(IdentityFile::new(sshd.user_key()))
+        .known_hosts(sshd.known_hosts())
+        .use_agent(false)
+}
+
+/// A manager with one open session named `name` on the shared sshd.
+pub async fn session(name: &str) -> (SessionManager, ShellSession) {
+    let manager = SessionManager::new();
+    let s = manager
+        .open(name, opts(Sshd::shared()), SessionConfig::default())
+        .await
+        .expect("open session on the test sshd");
+    (manager, s)
+}
+
+/// Runs a command that must finish within 20 s.
+pub async fn run(s: &ShellSession, command: &str) -> ExecResult {
+    let r = s
+        .exec(command, ExecOptions::timeout(Duration::from_secs(20)))
+        .await
+        .unwrap_or_else(|e| panic!("exec {command:?}: {e}"));
+    assert!(!r.is_running(), "{command:?} still running: {:?}", r.text());
+    r
+}
+
+/// Runs a command and returns its output as text.
+pub async fn out(s: &ShellSession, command: &str) -> String {
+    run(s, command).await.text().into_owned()
+}
+
+/// Reads until the running command ends (bounded).
+pub async fn finish(s: &ShellSession) -> ExecResult {
+    s.read_output(ReadOptions {
+        wait: Duration::from_secs(20),
+        return_on_output: false,
+    })
+    .await
+    .expect("read_output")
+}
+
+/// Polls the screen until it contains `needle` (bounded: 10 s), returning it.
+pub async fn screen_with(s: &ShellSession, needle: &str) -> String {
+    for _ in 0..200 {
+        let screen = s.screen();
+        if screen.contains(needle) {
+            return screen;
+        }
+        let _ = s
+            .read_output(ReadOptions {
+                wait: Duration::from_millis(50),
+                return_on_output: true,
+            })
+            .await;
+    }
+    panic!("screen never showed {needle:?}:\n{}", s.screen());
+}
