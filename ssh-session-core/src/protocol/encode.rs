@@ -45,35 +45,43 @@ pub(crate) fn single_quote(s: &str) -> String {
 /// ready marker `TOKEN R <pid> ; <flavor>`; line 2 prints the probe marker `TOKEN P`, which
 /// every shell (fish and csh too) can run. Seeing P without R therefore proves the login
 /// shell is not POSIX, without waiting for a timeout.
+///
+/// Both lines start with a space: with `HISTCONTROL=ignorespace` our plumbing stays out of
+/// the shell's history.
 pub(crate) fn prime_script(nonce: &Nonce, env_file_id: &str, restore: &Restore) -> String {
     let n = nonce.as_str();
     let mut s = String::with_capacity(2048);
-    // Leading space: with HISTCONTROL=ignorespace the shell keeps our plumbing out of history.
-    s.push_str(&format!(" __ss_a='{TOKEN_PREFIX}';__ss_b='{n}';"));
+    s.push_str(&format!("__ss_a='{TOKEN_PREFIX}';__ss_b='{n}';"));
     s.push_str(&format!(
         "__ss_f=\"${{TMPDIR:-/tmp}}/.ssh-session-{env_file_id}.env\";"
     ));
     s.push_str("PS1='';PS2='';PS3='';PS4='+ ';unset PROMPT_COMMAND 2>/dev/null;");
-    s.push_str("HISTCONTROL=\"ignorespace${HISTCONTROL:+:$HISTCONTROL}\";__ss_rc=0;__ss_id=;");
+    s.push_str("HISTCONTROL=\"ignorespace${HISTCONTROL:+:$HISTCONTROL}\";__ss_rc=0;__ss_id=;__ss_p=;__ss_ps=;");
     // bash: no readline (it would echo, complete on TAB and redraw), no `!` expansion.
-    // When Ctrl-C kills a foreground job, interactive bash and zsh abandon the rest of the
-    // line, trailer included; the prompt hook then prints the marker instead.
-    s.push_str("if [ -n \"${BASH_VERSION:-}\" ];then set +o emacs +o vi +H;PS0='';");
+    // When Ctrl-C kills a foreground job, interactive shells abandon the rest of the line,
+    // trailer included; bash's and zsh's prompt hooks then print the marker instead.
+    s.push_str("if [ -n \"${BASH_VERSION:-}\" ];then PS0='';");
     s.push_str("PROMPT_COMMAND=__ss_t;__ss_r(){ history -s -- \"$__ss_c\";return $__ss_rc;};");
-    s.push_str("else __ss_r(){ return $__ss_rc;};fi;");
+    // Plain POSIX shells (dash) have no prompt hook but expand variables in PS1: a
+    // per-command INT trap stores the marker where the next prompt prints it, then
+    // re-raises SIGINT so the line is abandoned exactly as in a terminal.
+    s.push_str("else __ss_r(){ return $__ss_rc;};__ss_nl=$(printf '\\n_');__ss_nl=${__ss_nl%_};");
+    s.push_str("__ss_ps='${__ss_p}';__ss_i(){ __ss_rc=$?;__ss_p=\"$(__ss_m)$__ss_nl\";__ss_id=;");
+    s.push_str("trap - INT;kill -INT $$;};fi;");
     // zsh: no line editor, and no `%` + padding when output lacks a final newline. Its
     // array syntax is hidden in eval: dash would reject the whole line at parse time.
     s.push_str("if [ -n \"${ZSH_VERSION:-}\" ];then unsetopt zle prompt_cr prompt_sp 2>/dev/null;");
-    s.push_str("PROMPT='';RPROMPT='';eval 'precmd_functions=(__ss_t)';fi;");
+    s.push_str("PROMPT='';RPROMPT='';__ss_ps=;eval 'precmd_functions=(__ss_t)';fi;");
     s.push_str("stty -echo 2>/dev/null;");
     // The env file holds secrets as often as not: create it private before anything writes it.
     s.push_str("(umask 077;: >>\"$__ss_f\") 2>/dev/null;");
-    // Trailer: once per command id (inline or from the prompt hook, whichever runs first),
-    // save exported variables (restored if this shell dies), print the done marker, re-blank
-    // prompts a command may have set (venv's activate sets PS1), and keep `$?`.
-    s.push_str("__ss_t(){ __ss_rc=$?;if [ -n \"$__ss_id\" ];then export -p >\"$__ss_f\" 2>/dev/null;PS1='';PS2='';");
-    s.push_str("printf '%s%sD%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$__ss_id\" \"$__ss_rc\" \"$PWD\" \"$__ss_a\" \"$__ss_b\";");
-    s.push_str("__ss_id=;fi;return $__ss_rc;};");
+    // Marker: save exported variables (restored if this shell dies), print the done line.
+    s.push_str("__ss_m(){ export -p >\"$__ss_f\" 2>/dev/null;");
+    s.push_str("printf '%s%sD%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$__ss_id\" \"$__ss_rc\" \"$PWD\" \"$__ss_a\" \"$__ss_b\";};");
+    // Trailer: once per command id (inline or from the prompt hook, whichever runs first);
+    // re-blanks prompts a command may have set (venv's activate sets PS1); keeps `$?`.
+    s.push_str("__ss_t(){ __ss_rc=$?;if [ -n \"$__ss_id\" ];then PS1=$__ss_ps;PS2='';__ss_m;__ss_id=;fi;return $__ss_rc;};");
+    s.push_str("PS1=$__ss_ps;");
     if let Some(cwd) = &restore.cwd {
         s.push_str(&format!("cd -- {} 2>/dev/null;", single_quote(cwd)));
     }
@@ -83,9 +91,15 @@ pub(crate) fn prime_script(nonce: &Nonce, env_file_id: &str, restore: &Restore) 
         s.push_str("'^(declare -x|export|typeset -x) (SSH_[A-Za-z_]*|SHLVL|_|PWD|OLDPWD|TERM|TMUX|TMUX_PANE)(=|$)' ");
         s.push_str("\"$__ss_f\" >\"$__ss_f.r\") 2>/dev/null;. \"$__ss_f.r\" 2>/dev/null;rm -f \"$__ss_f.r\";fi;");
     }
-    s.push_str("printf '%s%sR%s;%s\\n' \"$__ss_a\" \"$__ss_b\" \"$$\" \"${BASH_VERSION:+x}${ZSH_VERSION:+x}\"\n");
-    s.push_str(&format!("echo '{TOKEN_PREFIX}''{n}''P'\n"));
-    s
+    s.push_str("printf '%s%sR%s;%s\\n' \"$__ss_a\" \"$__ss_b\" \"$$\" \"${BASH_VERSION:+x}${ZSH_VERSION:+x}\"");
+    // One complete `eval` statement in every shell's grammar: fish would otherwise read the
+    // POSIX `if ...;then` as an open block and wait for its `end` forever. bash's line
+    // editor must be switched off outside that eval: switched off inside it, bash
+    // re-enters readline (stale prompt, bracketed paste) after a Ctrl-C.
+    format!(
+        " [ -n \"$BASH_VERSION\" ] && set +o emacs +o vi +H;eval {}\n echo '{TOKEN_PREFIX}''{n}''P'\n",
+        single_quote(&s)
+    )
 }
 
 /// The line that runs `command` as command number `id` in a primed shell, or `None` if it
@@ -98,9 +112,17 @@ pub fn command_line(command: &str, flavor: ShellFlavor, id: u64) -> Option<Strin
         return None;
     }
     let mut out = String::with_capacity(command.len() + 64);
-    out.push_str(&format!(" __ss_id={id};__ss_c="));
+    out.push_str(&format!(" __ss_id={id};"));
+    if flavor == ShellFlavor::Posix {
+        out.push_str("__ss_p=;trap __ss_i INT;");
+    }
+    out.push_str("__ss_c=");
     push_quoted_word(&mut out, command, flavor);
-    out.push_str(";__ss_r;eval \"$__ss_c\";__ss_t\n");
+    out.push_str(";__ss_r;eval \"$__ss_c\";__ss_t");
+    if flavor == ShellFlavor::Posix {
+        out.push_str(";trap - INT");
+    }
+    out.push('\n');
     Some(out)
 }
 
@@ -207,7 +229,11 @@ mod tests {
             !script.contains(&token),
             "PTY echo of the prime would fake a marker"
         );
-        assert!(script.contains("cd -- '/tmp/it'\\''s here'"));
+        assert!(script.starts_with(" [ -n \"$BASH_VERSION\" ] && set +o emacs"));
+        assert!(
+            script.contains("/tmp/it'\\''\\'\\'''\\''s here"),
+            "{script}"
+        );
         assert_eq!(script.matches('\n').count(), 2, "ready line + probe line");
     }
 }

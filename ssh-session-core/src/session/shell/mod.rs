@@ -24,7 +24,7 @@ use state::{Deliveries, Outcome, Phase, Shell, State};
 
 /// Started instead of a login shell that is not POSIX (fish, csh): every shell can run it.
 const POSIX_FALLBACK: &str =
-    "sh -c 'if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi'";
+    "sh -c 'if command -v bash >/dev/null 2>&1; then exec bash --noediting; else exec sh; fi'";
 
 /// Where a session is connected, for listings and messages.
 #[derive(Clone, Debug)]
