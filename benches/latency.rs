@@ -77,6 +77,7 @@ struct Plan {
 }
 
 impl Plan {
+    /// Reads `SSH_SESSION_BENCH_QUICK` and `SSH_SESSION_BENCH_BYTES`.
     fn from_env() -> Result<Plan, String> {
         let quick =
             std::env::var("SSH_SESSION_BENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
@@ -105,6 +106,7 @@ impl Plan {
     }
 }
 
+/// Runs the bench on a multi-threaded tokio runtime; exits non-zero if it cannot run at all.
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -178,11 +180,17 @@ async fn bench() -> Result<(), String> {
 
 /// What every measurement needs.
 struct Bench<'a> {
+    /// How much to measure.
     plan: &'a Plan,
+    /// The one sshd every row runs against.
     sshd: &'a Sshd,
+    /// How to connect to it with russh.
     opts: &'a ConnectOptions,
+    /// Holds the bench session; row 4 opens and closes its sessions here too.
     manager: &'a SessionManager,
+    /// The persistent session of rows 1, 5 and 6.
     session: &'a ShellSession,
+    /// The connection carrying `session`, for row 3's exec channels.
     transport: &'a RusshTransport,
 }
 

@@ -110,9 +110,13 @@ pub async fn stream(
 /// An OpenSSH ControlMaster for the bench's sshd. Dropping it sends `-O exit`, and kills
 /// the master if it is still there, so no master outlives the bench.
 pub struct ControlMaster<'a> {
+    /// The server the master is connected to.
     sshd: &'a Sshd,
+    /// The control socket (`-S`).
     ctl: PathBuf,
+    /// The master's pid, from `ssh -O check`.
     pid: Option<u32>,
+    /// Whether [`ControlMaster::stop`] already ran.
     stopped: bool,
 }
 

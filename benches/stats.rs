@@ -91,6 +91,7 @@ impl Verdict {
         }
     }
 
+    /// The text shown in the table's result column.
     fn label(self) -> &'static str {
         match self {
             Verdict::Pass => "PASS",

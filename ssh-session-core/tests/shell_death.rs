@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use ssh_session_core::{CommandState, Notice, Session};
+use ssh_session_core::{CommandState, Notice};
 
 fn restarted(notices: &[Notice]) -> bool {
     notices

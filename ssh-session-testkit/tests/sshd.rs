@@ -243,33 +243,9 @@ fn custom_home_is_used() {
     );
 }
 
-/// Not a test on its own: the two tests below run this test binary again
-/// with `TESTKIT_CHILD` set, to watch what happens when a process that owns
-/// the shared sshd exits or dies.
-#[test]
-#[ignore = "helper run by other tests in a child process"]
-fn child_process_helper() {
-    let Ok(mode) = std::env::var("TESTKIT_CHILD") else {
-        return;
-    };
-    let sshd = Sshd::shared();
-    println!("PID {} DIR {}", sshd.pid(), sshd.dir().display());
-    if mode == "abort" {
-        use std::io::Write;
-        std::io::stdout().flush().unwrap();
-        std::process::abort();
-    }
-}
-
 fn run_child(mode: &str) -> (u32, std::path::PathBuf) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process_helper",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("TESTKIT_CHILD", mode)
+    let out = Command::new(env!("CARGO_BIN_EXE_shared-sshd-child"))
+        .arg(mode)
         .output()
         .unwrap();
     let stdout = text(&out.stdout);

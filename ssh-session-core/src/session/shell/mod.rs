@@ -412,6 +412,29 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    /// A session dropped without [`close`](Session::close): remove the remote snapshot of
+    /// exported variables (it may hold secrets) and end the shell, best effort, if a
+    /// runtime is there to do it.
+    fn drop(&mut self) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let shell = self.lock().shell.take();
+        let transport = self.transport.clone();
+        self.abort_pumps();
+        let (Some(shell), Ok(runtime)) = (shell, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        runtime.spawn(async move {
+            let bye = b"\x03 rm -f -- \"$__ss_f\" \"$__ss_f.r\";exit 0\n";
+            let _ = tokio::time::timeout(Duration::from_secs(2), shell.input.write(bye)).await;
+            let _ = shell.input.eof().await;
+            transport.close().await;
+        });
+    }
+}
+
 /// Reads one shell channel until it closes, feeding its bytes into the session state.
 /// Holds only a weak reference so a dropped session is not kept alive by its reader.
 async fn pump(weak: Weak<Inner>, generation: u64, mut events: Box<dyn EventSource>) {
@@ -608,9 +631,9 @@ impl Session for ShellSession {
                     .await;
                 }
             } else {
+                let name = format!(".ssh-session-{}.env", inner.env_file_id);
                 let rm = format!(
-                    "rm -f -- \"${{TMPDIR:-/tmp}}/.ssh-session-{}.env\"",
-                    inner.env_file_id
+                    "rm -f -- \"${{XDG_RUNTIME_DIR:-/nonexistent}}/{name}\" \"/dev/shm/{name}\" \"${{TMPDIR:-/tmp}}/{name}\""
                 );
                 let _ = tokio::time::timeout(GRACE, run(inner.transport.as_ref(), &rm)).await;
             }

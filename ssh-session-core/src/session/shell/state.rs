@@ -178,6 +178,7 @@ impl State {
     }
 
     fn apply(&mut self, event: Event, out: &mut Deliveries) {
+        let running_id = self.running().map(|run| run.id);
         match (&mut self.phase, event) {
             (Phase::Priming { log, .. }, Event::Output(bytes)) => {
                 log.extend_from_slice(&bytes);
@@ -189,11 +190,9 @@ impl State {
             }
             (Phase::Priming { probed, .. }, Event::Probe) => *probed = true,
             (_, Event::Output(bytes)) => self.on_command_output(&bytes, out),
-            (Phase::Ready, Event::Done { id, exit_code, cwd }) => {
-                if self.running().is_some_and(|run| run.id == id) {
-                    self.cwd = String::from_utf8_lossy(&cwd).into_owned();
-                    self.finish(Outcome::Exited(exit_code), out);
-                }
+            (Phase::Ready, Event::Done { id, exit_code, cwd }) if running_id == Some(id) => {
+                self.cwd = String::from_utf8_lossy(&cwd).into_owned();
+                self.finish(Outcome::Exited(exit_code), out);
             }
             _ => {}
         }

@@ -6,6 +6,7 @@
 
 mod auth;
 mod host_keys;
+mod socket;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +62,7 @@ impl RusshTransport {
                 port: opts.port,
                 source,
             })?;
-        tcp.set_nodelay(true).ok();
+        let tcp = socket::QuickAckStream::new(tcp);
         let config = Arc::new(client::Config {
             nodelay: true,
             ..Default::default()
