@@ -71,8 +71,10 @@ pub struct ConnectOptions {
     pub user: String,
     /// Private keys to offer, in order. Empty means the default `~/.ssh/id_*` files.
     pub identities: Vec<IdentityFile>,
-    /// Offer the keys of the ssh-agent at `SSH_AUTH_SOCK` first (default: true).
+    /// Offer the ssh-agent's keys first (default: true).
     pub use_agent: bool,
+    /// The agent's socket (default: `$SSH_AUTH_SOCK` when the options are created).
+    pub agent_socket: Option<PathBuf>,
     /// Asked for a password when keys fail; none by default.
     pub password: Option<PasswordCallback>,
     /// The known_hosts file (default `~/.ssh/known_hosts`).
@@ -92,6 +94,7 @@ impl ConnectOptions {
             user: user.into(),
             identities: Vec::new(),
             use_agent: true,
+            agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             password: None,
             known_hosts: home_dir().join(".ssh").join("known_hosts"),
             host_key_policy: HostKeyPolicy::Strict,
@@ -135,6 +138,13 @@ impl ConnectOptions {
         self
     }
 
+    /// Uses the ssh-agent listening on this socket.
+    pub fn agent_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.agent_socket = Some(path.into());
+        self.use_agent = true;
+        self
+    }
+
     /// Sets the password callback.
     pub fn password_callback(mut self, callback: PasswordCallback) -> Self {
         self.password = Some(callback);
@@ -164,6 +174,7 @@ impl fmt::Debug for ConnectOptions {
             .field("user", &self.user)
             .field("identities", &self.identities)
             .field("use_agent", &self.use_agent)
+            .field("agent_socket", &self.agent_socket)
             .field("password", &self.password.as_ref().map(|_| "<callback>"))
             .field("known_hosts", &self.known_hosts)
             .field("host_key_policy", &self.host_key_policy)

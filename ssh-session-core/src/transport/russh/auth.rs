@@ -19,8 +19,8 @@ pub(super) async fn authenticate(
     let mut tried: Vec<String> = Vec::new();
     let user = opts.user.as_str();
 
-    if opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        if let Ok(mut agent) = AgentClient::connect_env().await {
+    if let (true, Some(socket)) = (opts.use_agent, &opts.agent_socket) {
+        if let Ok(mut agent) = AgentClient::connect_uds(socket).await {
             let identities = agent.request_identities().await.unwrap_or_default();
             for identity in identities {
                 let AgentIdentity::PublicKey { key, .. } = identity else {
