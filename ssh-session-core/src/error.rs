@@ -165,6 +165,33 @@ pub enum Error {
         /// The session.
         session: String,
     },
+    /// The OpenSSH client program could not be run.
+    #[error("cannot run the OpenSSH client {program:?}: {detail}; install openssh-client, set ConnectOptions::ssh_program, or use the russh transport")]
+    SshProgram {
+        /// The program that was tried.
+        program: std::path::PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A `~/.ssh/config` alias or setting could not be resolved or is not supported.
+    #[error("ssh config: {detail}")]
+    Config {
+        /// What is wrong and what to do.
+        detail: String,
+    },
+    /// A hop of a ProxyJump chain failed; `source` says how.
+    #[error("jump host {hop} (hop {index} of {total}) failed: {source}")]
+    JumpHost {
+        /// The hop as written.
+        hop: String,
+        /// 1-based position in the chain.
+        index: usize,
+        /// Number of hops.
+        total: usize,
+        /// What happened at that hop.
+        #[source]
+        source: Box<Error>,
+    },
     /// The session manager was shut down.
     #[error("the session manager has been shut down")]
     ShutDown,

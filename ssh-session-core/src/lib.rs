@@ -57,7 +57,9 @@ pub mod transport;
 
 pub use error::{Error, Result};
 pub use manager::{validate_name, SessionManager};
-pub use options::{local_user, ConnectOptions, HostKeyPolicy, IdentityFile, PasswordCallback};
+pub use options::{
+    local_user, ConnectOptions, HostKeyPolicy, IdentityFile, JumpHost, PasswordCallback,
+};
 pub use session::{
     CommandState, Endpoint, ExecOptions, ExecResult, ExecStream, HistoryEntry, Interrupt, Notice,
     ReadOptions, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession, StreamEvent,

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::transport::TransportKind;
+
 /// A callback asked for a password when key and agent authentication fail. It receives
 /// `(user, host)` and returns the password, or `None` to give up. The password is used once
 /// and never stored.
@@ -60,6 +62,70 @@ pub enum HostKeyPolicy {
     AcceptNew,
 }
 
+/// One hop of a `ProxyJump` chain: `[user@]host[:port]`, or a `~/.ssh/config` alias.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JumpHost {
+    /// Host name, address or config alias.
+    pub host: String,
+    /// Port, if given.
+    pub port: Option<u16>,
+    /// User, if given.
+    pub user: Option<String>,
+}
+
+impl JumpHost {
+    /// Parses one `[user@]host[:port]` hop (IPv6 in brackets: `[::1]:22`).
+    pub fn parse(spec: &str) -> Option<JumpHost> {
+        let spec = spec.trim().trim_start_matches("ssh://");
+        let (user, rest) = match spec.rsplit_once('@') {
+            Some((u, r)) => (Some(u.to_string()), r),
+            None => (None, spec),
+        };
+        let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+            let (h, after) = inner.split_once(']')?;
+            (h, after.strip_prefix(':').map(str::parse).transpose().ok()?)
+        } else if rest.matches(':').count() == 1 {
+            let (h, p) = rest.split_once(':')?;
+            (h, Some(p.parse().ok()?))
+        } else {
+            (rest, None)
+        };
+        if host.is_empty() || user.as_deref() == Some("") {
+            return None;
+        }
+        Some(JumpHost {
+            host: host.to_string(),
+            port,
+            user,
+        })
+    }
+
+    /// Parses a comma-separated `ProxyJump` value; `none` means no jump.
+    pub fn parse_chain(value: &str) -> Option<Vec<JumpHost>> {
+        if value.trim().eq_ignore_ascii_case("none") || value.trim().is_empty() {
+            return Some(Vec::new());
+        }
+        value.split(',').map(JumpHost::parse).collect()
+    }
+}
+
+impl fmt::Display for JumpHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything needed to open an SSH connection.
 #[derive(Clone)]
 pub struct ConnectOptions {
@@ -83,6 +149,25 @@ pub struct ConnectOptions {
     pub host_key_policy: HostKeyPolicy,
     /// Limit for TCP connect, handshake and authentication together (default 10 s).
     pub connect_timeout: Duration,
+    /// Which backend to use (default [`TransportKind::Russh`]).
+    pub transport: TransportKind,
+    /// Hosts to tunnel through, in order (`ProxyJump`); empty for a direct connection.
+    pub proxy_jump: Vec<JumpHost>,
+    /// The OpenSSH client configuration file (default `~/.ssh/config`). Used to resolve
+    /// aliases, and passed to `ssh -F` by the OpenSSH backend. `/dev/null` ignores it.
+    pub config_file: Option<PathBuf>,
+    /// OpenSSH backend: the `ssh` program to run (default `ssh`, found on `PATH`).
+    pub ssh_program: PathBuf,
+    /// OpenSSH backend: extra arguments for every `ssh` invocation (`-o Key=Value`...).
+    pub extra_ssh_args: Vec<String>,
+    /// Request compression (default off: it slows loopback and LAN links).
+    pub compression: bool,
+    /// Forward the local ssh-agent to the host (default off).
+    pub forward_agent: bool,
+    /// Send a keepalive after this long without traffic (OpenSSH `ServerAliveInterval`).
+    pub server_alive_interval: Option<Duration>,
+    /// Give up after this many unanswered keepalives (`ServerAliveCountMax`, default 3).
+    pub server_alive_count_max: u32,
 }
 
 impl ConnectOptions {
@@ -99,7 +184,34 @@ impl ConnectOptions {
             known_hosts: home_dir().join(".ssh").join("known_hosts"),
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(10),
+            transport: TransportKind::Russh,
+            proxy_jump: Vec::new(),
+            config_file: None,
+            ssh_program: PathBuf::from("ssh"),
+            extra_ssh_args: Vec::new(),
+            compression: false,
+            forward_agent: false,
+            server_alive_interval: None,
+            server_alive_count_max: 3,
         }
+    }
+
+    /// Chooses the backend.
+    pub fn transport(mut self, kind: TransportKind) -> Self {
+        self.transport = kind;
+        self
+    }
+
+    /// Tunnels through these hosts, in order.
+    pub fn proxy_jump(mut self, hops: Vec<JumpHost>) -> Self {
+        self.proxy_jump = hops;
+        self
+    }
+
+    /// Uses this OpenSSH client configuration file instead of `~/.ssh/config`.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
     }
 
     /// Sets the port.
@@ -179,6 +291,15 @@ impl fmt::Debug for ConnectOptions {
             .field("known_hosts", &self.known_hosts)
             .field("host_key_policy", &self.host_key_policy)
             .field("connect_timeout", &self.connect_timeout)
+            .field("transport", &self.transport)
+            .field("proxy_jump", &self.proxy_jump)
+            .field("config_file", &self.config_file)
+            .field("ssh_program", &self.ssh_program)
+            .field("extra_ssh_args", &self.extra_ssh_args)
+            .field("compression", &self.compression)
+            .field("forward_agent", &self.forward_agent)
+            .field("server_alive_interval", &self.server_alive_interval)
+            .field("server_alive_count_max", &self.server_alive_count_max)
             .finish()
     }
 }
@@ -195,4 +316,30 @@ pub fn local_user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "root".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JumpHost;
+
+    #[test]
+    fn jump_hosts_parse() {
+        let j = JumpHost::parse("alice@bastion.example:2222").unwrap();
+        assert_eq!(
+            (j.user.as_deref(), j.host.as_str(), j.port),
+            (Some("alice"), "bastion.example", Some(2222))
+        );
+        let j = JumpHost::parse("[::1]:22").unwrap();
+        assert_eq!((j.host.as_str(), j.port), ("::1", Some(22)));
+        assert_eq!(JumpHost::parse("alias").unwrap().to_string(), "alias");
+        assert_eq!(
+            JumpHost::parse("u@[::1]:2").unwrap().to_string(),
+            "u@[::1]:2"
+        );
+        let chain = JumpHost::parse_chain("a, b@c:3").unwrap();
+        assert_eq!(chain.len(), 2);
+        assert!(JumpHost::parse_chain("none").unwrap().is_empty());
+        assert!(JumpHost::parse("@host").is_none());
+        assert!(JumpHost::parse("host:notaport").is_none());
+    }
 }

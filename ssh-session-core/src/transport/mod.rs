@@ -16,16 +16,46 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::error::Result;
 
 /// Which backend carries a session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// The default is [`Russh`](TransportKind::Russh): in-process, no external program, the
+/// fastest connect and round trip. Choose [`OpenSsh`](TransportKind::OpenSsh) when the
+/// local OpenSSH client's features matter (FIDO/PKCS#11 keys, GSSAPI, its agent and
+/// certificate handling, `Match exec`, `ProxyCommand`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TransportKind {
     /// The native Rust SSH implementation (`russh`), in-process.
+    #[default]
     Russh,
+    /// The local OpenSSH client (`ssh`), through a ControlMaster it starts.
+    OpenSsh,
+}
+
+impl TransportKind {
+    /// The lower-case name used in listings and configuration: `russh`, `openssh`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Russh => "russh",
+            TransportKind::OpenSsh => "openssh",
+        }
+    }
 }
 
 impl fmt::Display for TransportKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TransportKind::Russh => f.write_str("russh"),
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TransportKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "russh" | "native" => Ok(TransportKind::Russh),
+            "openssh" | "ssh" => Ok(TransportKind::OpenSsh),
+            other => Err(format!(
+                "unknown transport {other:?}: use \"russh\" or \"openssh\""
+            )),
         }
     }
 }
