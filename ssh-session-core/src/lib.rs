@@ -48,6 +48,7 @@
 //! - [`SessionManager`]: named sessions shared safely between tasks.
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod error;
 mod manager;
 pub mod options;
@@ -55,6 +56,9 @@ pub mod protocol;
 pub mod session;
 pub mod transport;
 
+pub use config::{
+    list_host_aliases, resolve_host, ConfigResolver, HostAlias, ResolvedBy, ResolvedHost,
+};
 pub use error::{Error, Result};
 pub use manager::{validate_name, SessionManager};
 pub use options::{

@@ -52,7 +52,7 @@ impl fmt::Debug for IdentityFile {
 }
 
 /// What to do with the server's host key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum HostKeyPolicy {
     /// Only keys already in known_hosts are accepted (OpenSSH `StrictHostKeyChecking=yes`).
     #[default]
@@ -139,6 +139,9 @@ pub struct ConnectOptions {
     pub identities: Vec<IdentityFile>,
     /// Offer the ssh-agent's keys first (default: true).
     pub use_agent: bool,
+    /// Offer only the agent keys that match `identities` (OpenSSH `IdentitiesOnly`): with
+    /// dozens of keys in an agent, a server may close the connection before the right one.
+    pub identities_only: bool,
     /// The agent's socket (default: `$SSH_AUTH_SOCK` when the options are created).
     pub agent_socket: Option<PathBuf>,
     /// Asked for a password when keys fail; none by default.
@@ -179,6 +182,7 @@ impl ConnectOptions {
             user: user.into(),
             identities: Vec::new(),
             use_agent: true,
+            identities_only: false,
             agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             password: None,
             known_hosts: home_dir().join(".ssh").join("known_hosts"),
@@ -286,6 +290,7 @@ impl fmt::Debug for ConnectOptions {
             .field("user", &self.user)
             .field("identities", &self.identities)
             .field("use_agent", &self.use_agent)
+            .field("identities_only", &self.identities_only)
             .field("agent_socket", &self.agent_socket)
             .field("password", &self.password.as_ref().map(|_| "<callback>"))
             .field("known_hosts", &self.known_hosts)

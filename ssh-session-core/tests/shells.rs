@@ -84,59 +84,57 @@ async fn open(
     (m, s)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn zsh_login_shell() {
-    require("/usr/bin/zsh");
-    let (sshd, _dir) = sshd_with_login_shell("/usr/bin/zsh");
-    let (m, s) = open(&sshd).await;
-    let s = s.unwrap();
-    assert!(out(&s, "echo $ZSH_VERSION").await.trim().len() > 2);
-    exercise(&s).await;
-    m.shutdown().await;
-}
+conformance! {
+    async fn zsh_login_shell() {
+        require("/usr/bin/zsh");
+        let (sshd, _dir) = sshd_with_login_shell("/usr/bin/zsh");
+        let (m, s) = open(&sshd).await;
+        let s = s.unwrap();
+        assert!(out(&s, "echo $ZSH_VERSION").await.trim().len() > 2);
+        exercise(&s).await;
+        m.shutdown().await;
+    }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn dash_login_shell() {
-    require("/bin/dash");
-    let (sshd, _dir) = sshd_with_login_shell("/bin/dash");
-    let (m, s) = open(&sshd).await;
-    let s = s.unwrap();
-    assert_eq!(out(&s, "echo ${BASH_VERSION:-none}").await, "none\n");
-    exercise(&s).await;
-    m.shutdown().await;
-}
+    async fn dash_login_shell() {
+        require("/bin/dash");
+        let (sshd, _dir) = sshd_with_login_shell("/bin/dash");
+        let (m, s) = open(&sshd).await;
+        let s = s.unwrap();
+        assert_eq!(out(&s, "echo ${BASH_VERSION:-none}").await, "none\n");
+        exercise(&s).await;
+        m.shutdown().await;
+    }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fish_login_shell_falls_back_to_posix() {
-    require("/usr/bin/fish");
-    let (sshd, _dir) = sshd_with_login_shell("/usr/bin/fish");
-    let (m, s) = open(&sshd).await;
-    let s = s.unwrap();
-    let r = run(&s, "echo $0").await;
-    assert!(
-        r.notices.contains(&Notice::PosixFallback),
-        "{:?}",
-        r.notices
-    );
-    assert!(r.notices[0].to_string().contains("not a POSIX shell"));
-    exercise(&s).await;
-    m.shutdown().await;
-}
+    async fn fish_login_shell_falls_back_to_posix() {
+        require("/usr/bin/fish");
+        let (sshd, _dir) = sshd_with_login_shell("/usr/bin/fish");
+        let (m, s) = open(&sshd).await;
+        let s = s.unwrap();
+        let r = run(&s, "echo $0").await;
+        assert!(
+            r.notices.contains(&Notice::PosixFallback),
+            "{:?}",
+            r.notices
+        );
+        assert!(r.notices[0].to_string().contains("not a POSIX shell"));
+        exercise(&s).await;
+        m.shutdown().await;
+    }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn no_posix_shell_at_all_is_a_clear_error() {
-    require("/usr/bin/fish");
-    // Every request, the fallback's exec included, lands in an interactive fish.
-    let sshd = Sshd::start_with(SshdOptions {
-        extra_config: "ForceCommand /usr/bin/fish -i\n".into(),
-        ..Default::default()
-    })
-    .unwrap();
-    let started = std::time::Instant::now();
-    let (m, s) = open(&sshd).await;
-    let e = s.unwrap_err();
-    assert!(matches!(e, Error::NonPosixShell { .. }), "{e}");
-    assert!(e.to_string().contains("not a POSIX shell"), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(30), "no hang");
-    assert!(m.list().is_empty());
+    async fn no_posix_shell_at_all_is_a_clear_error() {
+        require("/usr/bin/fish");
+        // Every request, the fallback's exec included, lands in an interactive fish.
+        let sshd = Sshd::start_with(SshdOptions {
+            extra_config: "ForceCommand /usr/bin/fish -i\n".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let started = std::time::Instant::now();
+        let (m, s) = open(&sshd).await;
+        let e = s.unwrap_err();
+        assert!(matches!(e, Error::NonPosixShell { .. }), "{e}");
+        assert!(e.to_string().contains("not a POSIX shell"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(30), "no hang");
+        assert!(m.list().is_empty());
+    }
 }

@@ -22,6 +22,7 @@
 
 mod embedded;
 mod keys;
+pub mod proxy;
 mod spawner;
 mod sshd;
 
@@ -31,6 +32,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Mutex;
 
 pub use embedded::EmbeddedServer;
+pub use proxy::{CutMode, FaultProxy};
 pub use sshd::{Sshd, SshdOptions};
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.

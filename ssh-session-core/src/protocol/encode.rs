@@ -25,6 +25,16 @@ pub(crate) struct Restore {
     pub env: bool,
 }
 
+/// How the shell's output reaches us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// A terminal: stdout and stderr are already one stream.
+    Pty,
+    /// Plain pipes: stderr is redirected into stdout (`exec 2>&1`) so that both arrive in
+    /// the order they were written, with nothing trailing a command's marker.
+    Pipes,
+}
+
 /// Quotes `s` as a single POSIX shell word (single quotes, `'` as `'\''`). Only for text
 /// without control bytes; [`command_line`] handles the general case.
 pub(crate) fn single_quote(s: &str) -> String {
@@ -48,7 +58,12 @@ pub(crate) fn single_quote(s: &str) -> String {
 ///
 /// Both lines start with a space: with `HISTCONTROL=ignorespace` our plumbing stays out of
 /// the shell's history.
-pub(crate) fn prime_script(nonce: &Nonce, env_file_id: &str, restore: &Restore) -> String {
+pub(crate) fn prime_script(
+    nonce: &Nonce,
+    env_file_id: &str,
+    restore: &Restore,
+    output: Output,
+) -> String {
     let n = nonce.as_str();
     let mut s = String::with_capacity(2048);
     s.push_str(&format!("__ss_a='{TOKEN_PREFIX}';__ss_b='{n}';"));
@@ -77,7 +92,10 @@ pub(crate) fn prime_script(nonce: &Nonce, env_file_id: &str, restore: &Restore) 
     // array syntax is hidden in eval: dash would reject the whole line at parse time.
     s.push_str("if [ -n \"${ZSH_VERSION:-}\" ];then unsetopt zle prompt_cr prompt_sp 2>/dev/null;");
     s.push_str("PROMPT='';RPROMPT='';__ss_ps=;eval 'precmd_functions=(__ss_t)';fi;");
-    s.push_str("stty -echo 2>/dev/null;");
+    match output {
+        Output::Pty => s.push_str("stty -echo 2>/dev/null;"),
+        Output::Pipes => s.push_str("exec 2>&1;"),
+    }
     // The env file holds secrets as often as not: create it private before anything writes it.
     s.push_str("(umask 077;: >>\"$__ss_f\") 2>/dev/null;");
     // Marker: print the done line, then save exported variables (restored if this shell
@@ -229,7 +247,7 @@ mod tests {
             cwd: Some("/tmp/it's here".into()),
             env: true,
         };
-        let script = prime_script(&nonce, "abc", &restore);
+        let script = prime_script(&nonce, "abc", &restore, Output::Pty);
         let token = String::from_utf8(nonce.token()).unwrap();
         assert!(
             !script.contains(&token),

@@ -2,7 +2,7 @@
 //!
 //! A session types commands into a long-lived shell and must know, exactly and without
 //! guessing, where each command's output ends, what it exited with and where the shell now
-//! is. The shell is *primed* once ([`prime_script`]) with a trailer function that prints a
+//! is. The shell is *primed* once (`prime_script`) with a trailer function that prints a
 //! marker containing an unguessable per-shell nonce, the exit code and `$PWD`. Each command is
 //! then sent as one shell word ([`command_line`]) so that the shell has read all of it before
 //! it runs any of it: a command that reads stdin can never swallow our trailer.
@@ -17,7 +17,7 @@ mod encode;
 mod parser;
 
 pub use encode::{command_line, ShellFlavor};
-pub(crate) use encode::{prime_script, Restore};
+pub(crate) use encode::{prime_script, Output, Restore};
 pub(crate) use parser::{Event, MarkerParser, OnlcrDecoder};
 
 use rand::RngCore;

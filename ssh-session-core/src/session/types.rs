@@ -9,8 +9,9 @@ use crate::transport::{PtyRequest, TransportKind};
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     /// The PTY to run the shell in (default 200×50 `xterm-256color`, echo off). `None` runs
-    /// the shell on plain pipes: no terminal, stderr arrives separately (and may be
-    /// reordered against stdout), no full-screen programs, no Ctrl-C.
+    /// the shell on plain pipes: no terminal (bytes exactly as written), stderr merged into
+    /// stdout by the shell (`exec 2>&1`) so their order is kept, interrupts by signal only,
+    /// no full-screen programs.
     pub pty: Option<PtyRequest>,
     /// Default `exec` timeout: after it the call returns with the command still running
     /// (default 30 s).

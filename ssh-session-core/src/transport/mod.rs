@@ -1,9 +1,10 @@
 //! The pluggable connection layer: a [`Transport`] connects to one host and opens channels.
 //!
-//! Backends live in their own folders: [`russh`](crate::transport::russh) (native, in-process)
-//! now, the local OpenSSH client next. A [`Session`](crate::Session) only ever sees the
-//! [`Channel`] shape below, so it works unchanged over any backend.
+//! Backends live in their own folders: [`russh`] (native, in-process) and [`openssh`] (the
+//! local OpenSSH client through a ControlMaster). A [`Session`](crate::Session) only ever
+//! sees the [`Channel`] shape below, so it works unchanged over any backend.
 
+pub mod openssh;
 pub mod russh;
 
 use std::fmt;

@@ -5,17 +5,60 @@ use std::time::Duration;
 
 use ssh_session_core::{
     ConnectOptions, ExecOptions, ExecResult, IdentityFile, ReadOptions, Session, SessionConfig,
-    SessionManager, ShellSession,
+    SessionManager, ShellSession, TransportKind,
 };
 use ssh_session_testkit::Sshd;
 
-/// Connect options for the shared sshd with its authorized ed25519 key.
+tokio::task_local! {
+    /// The backend the current conformance test runs against.
+    pub static TRANSPORT: TransportKind;
+}
+
+/// Runs each test body once per backend: `mod NAME { fn russh(); fn openssh(); }`.
+/// Everything that builds options through [`opts`] inside the body uses that backend.
+#[allow(unused_macros)]
+macro_rules! conformance {
+    ($( $(#[$meta:meta])* async fn $name:ident() $body:block )*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread")]
+            async fn russh() {
+                crate::common::TRANSPORT
+                    .scope(ssh_session_core::TransportKind::Russh, async $body)
+                    .await
+            }
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread")]
+            async fn openssh() {
+                crate::common::TRANSPORT
+                    .scope(ssh_session_core::TransportKind::OpenSsh, async $body)
+                    .await
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use conformance;
+
+/// The backend of the running conformance test (russh outside one).
+pub fn transport() -> TransportKind {
+    TRANSPORT.try_with(|k| *k).unwrap_or_default()
+}
+
+/// Connect options for `sshd` with its authorized ed25519 key, on the current backend,
+/// isolated from the user's own ~/.ssh/config.
 pub fn opts(sshd: &Sshd) -> ConnectOptions {
     ConnectOptions::new(sshd.host(), sshd.user())
         .port(sshd.port())
         .identity(IdentityFile::new(sshd.user_key()))
         .known_hosts(sshd.known_hosts())
         .use_agent(false)
+        .config_file("/dev/null")
+        .transport(transport())
 }
 
 /// A manager with one open session named `name` on the shared sshd.

@@ -18,7 +18,7 @@ use super::types::{
 };
 use super::{ExecStream, Session, StreamEvent};
 use crate::error::{Error, Result};
-use crate::protocol::{command_line, prime_script, MarkerParser, Nonce, Restore};
+use crate::protocol::{command_line, prime_script, MarkerParser, Nonce, Output, Restore};
 use crate::transport::{run, ChannelEvent, EventSource, ShellRequest, Transport};
 use state::{Deliveries, Outcome, Phase, Shell, State};
 
@@ -178,7 +178,11 @@ impl ShellSession {
             .unwrap_or_else(|p| p.into_inner())
             .push(pump);
 
-        let script = prime_script(&nonce, &inner.env_file_id, restore);
+        let output = match inner.config.pty {
+            Some(_) => Output::Pty,
+            None => Output::Pipes,
+        };
+        let script = prime_script(&nonce, &inner.env_file_id, restore, output);
         if let Err(e) = channel.input.write(script.as_bytes()).await {
             return Err(SpawnError::Failed(e));
         }
@@ -188,9 +192,11 @@ impl ShellSession {
             let verdict = {
                 let mut st = inner.lock();
                 match &st.phase {
+                    // Ready as soon as R arrives: the probe only tells a non-POSIX shell apart,
+                    // and zsh may drop the probe line when its line editor was already reading
+                    // (it is switched off by the first line). A late P is dropped by the parser.
                     Phase::Priming {
                         ready: Some((pid, flavor)),
-                        probed: true,
                         ..
                     } => {
                         let (pid, flavor) = (*pid, *flavor);

@@ -22,10 +22,17 @@ pub(super) async fn authenticate(
     if let (true, Some(socket)) = (opts.use_agent, &opts.agent_socket) {
         if let Ok(mut agent) = AgentClient::connect_uds(socket).await {
             let identities = agent.request_identities().await.unwrap_or_default();
+            let allowed = opts.identities_only.then(|| identity_public_keys(opts));
             for identity in identities {
                 let AgentIdentity::PublicKey { key, .. } = identity else {
                     continue;
                 };
+                if allowed
+                    .as_ref()
+                    .is_some_and(|keys| !keys.iter().any(|k| k.key_data() == key.key_data()))
+                {
+                    continue;
+                }
                 let fp = key.fingerprint(HashAlg::Sha256);
                 for hash in rsa_hashes(handle, key.algorithm().is_rsa()).await {
                     if let Ok(AuthResult::Success) = handle
@@ -109,6 +116,23 @@ pub(super) async fn authenticate(
             tried.join(", ")
         },
     })
+}
+
+/// The public halves of the configured identity files (`FILE.pub`, or derived from an
+/// unencrypted private key), for `IdentitiesOnly`.
+fn identity_public_keys(opts: &ConnectOptions) -> Vec<russh::keys::PublicKey> {
+    opts.identities
+        .iter()
+        .filter_map(|id| {
+            let mut pub_path = id.path.clone().into_os_string();
+            pub_path.push(".pub");
+            russh::keys::load_public_key(&pub_path).ok().or_else(|| {
+                russh::keys::load_secret_key(&id.path, id.passphrase.as_deref())
+                    .ok()
+                    .map(|k| k.public_key().clone())
+            })
+        })
+        .collect()
 }
 
 /// The signature hashes to try for a key. RSA keys must sign with SHA-2 (OpenSSH refuses

@@ -6,6 +6,7 @@
 
 mod auth;
 mod host_keys;
+mod jump;
 mod socket;
 
 use std::collections::VecDeque;
@@ -25,10 +26,14 @@ use crate::options::ConnectOptions;
 use auth::ssh_error;
 use host_keys::ClientHandler;
 
-/// A connection made with the native `russh` client.
+/// A connection made with the native `russh` client, directly or through a chain of jump
+/// hosts (`ProxyJump`), each hop verified and authenticated on its own.
 pub struct RusshTransport {
     opts: ConnectOptions,
     handle: Handle<ClientHandler>,
+    /// The jump hosts the connection runs through, first to last. They must stay alive:
+    /// the target's byte stream is a channel on the last one.
+    hops: Vec<Handle<ClientHandler>>,
     closed: AtomicBool,
 }
 
@@ -55,39 +60,46 @@ impl RusshTransport {
     }
 
     async fn connect_inner(opts: &ConnectOptions) -> Result<Self> {
-        let tcp = tokio::net::TcpStream::connect((opts.host.as_str(), opts.port))
-            .await
-            .map_err(|source| Error::Connect {
-                host: opts.host.clone(),
-                port: opts.port,
-                source,
-            })?;
-        let tcp = socket::QuickAckStream::new(tcp);
-        let config = Arc::new(client::Config {
-            nodelay: true,
-            ..Default::default()
-        });
-        let refusal = Arc::new(Mutex::new(None));
-        let handler = ClientHandler {
-            host: opts.host.clone(),
-            port: opts.port,
-            known_hosts: opts.known_hosts.clone(),
-            policy: opts.host_key_policy,
-            refusal: refusal.clone(),
+        let total = opts.proxy_jump.len();
+        let mut hops: Vec<Handle<ClientHandler>> = Vec::with_capacity(total);
+        for (i, hop) in opts.proxy_jump.iter().enumerate() {
+            let hop_failed = |source: Error| Error::JumpHost {
+                hop: hop.to_string(),
+                index: i + 1,
+                total,
+                source: Box::new(source),
+            };
+            let hop_opts = jump::hop_options(opts, hop).await.map_err(hop_failed)?;
+            let handle = match hops.last() {
+                None => handshake(tcp(&hop_opts).await.map_err(hop_failed)?, &hop_opts).await,
+                Some(previous) => {
+                    let tunnel = jump::tunnel(previous, &hop_opts)
+                        .await
+                        .map_err(hop_failed)?;
+                    handshake(tunnel, &hop_opts).await
+                }
+            }
+            .map_err(hop_failed)?;
+            hops.push(handle);
+        }
+        let handle = match hops.last() {
+            None => handshake(tcp(opts).await?, opts).await?,
+            Some(last) => {
+                let tunnel = jump::tunnel(last, opts)
+                    .await
+                    .map_err(|source| Error::JumpHost {
+                        hop: opts.proxy_jump[total - 1].to_string(),
+                        index: total,
+                        total,
+                        source: Box::new(source),
+                    })?;
+                handshake(tunnel, opts).await?
+            }
         };
-        let mut handle = client::connect_stream(config, tcp, handler)
-            .await
-            .map_err(|e| {
-                refusal
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .unwrap_or_else(|| ssh_error(opts, e))
-            })?;
-        auth::authenticate(&mut handle, opts).await?;
         Ok(RusshTransport {
             opts: opts.clone(),
             handle,
+            hops,
             closed: AtomicBool::new(false),
         })
     }
@@ -130,6 +142,48 @@ impl RusshTransport {
             .await
             .map_err(|e| self.refused("a PTY", e))
     }
+}
+
+/// Opens the TCP connection to `opts.host:opts.port`.
+async fn tcp(opts: &ConnectOptions) -> Result<socket::QuickAckStream> {
+    let tcp = tokio::net::TcpStream::connect((opts.host.as_str(), opts.port))
+        .await
+        .map_err(|source| Error::Connect {
+            host: opts.host.clone(),
+            port: opts.port,
+            source,
+        })?;
+    Ok(socket::QuickAckStream::new(tcp))
+}
+
+/// Runs the SSH handshake over `stream`: key exchange, host key check, authentication.
+async fn handshake<S>(stream: S, opts: &ConnectOptions) -> Result<Handle<ClientHandler>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let config = Arc::new(client::Config {
+        nodelay: true,
+        ..Default::default()
+    });
+    let refusal = Arc::new(Mutex::new(None));
+    let handler = ClientHandler {
+        host: opts.host.clone(),
+        port: opts.port,
+        known_hosts: opts.known_hosts.clone(),
+        policy: opts.host_key_policy,
+        refusal: refusal.clone(),
+    };
+    let mut handle = client::connect_stream(config, stream, handler)
+        .await
+        .map_err(|e| {
+            refusal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_else(|| ssh_error(opts, e))
+        })?;
+    auth::authenticate(&mut handle, opts).await?;
+    Ok(handle)
 }
 
 /// Waits for the replies to `n` want-reply requests, keeping anything else that arrives
@@ -209,15 +263,19 @@ impl Transport for RusshTransport {
     }
 
     fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed) || self.handle.is_closed()
+        // A dead hop kills the tunnel through it, even before the target notices.
+        self.closed.load(Ordering::Relaxed)
+            || self.handle.is_closed()
+            || self.hops.iter().any(|h| h.is_closed())
     }
 
     async fn close(&self) {
         if !self.closed.swap(true, Ordering::Relaxed) {
-            let _ = self
-                .handle
-                .disconnect(russh::Disconnect::ByApplication, "closed", "en")
-                .await;
+            for handle in std::iter::once(&self.handle).chain(self.hops.iter().rev()) {
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, "closed", "en")
+                    .await;
+            }
         }
     }
 }

@@ -5,15 +5,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+mod pool;
+
 use crate::error::{Error, Result};
 use crate::options::ConnectOptions;
 use crate::session::{Endpoint, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession};
-use crate::transport::russh::RusshTransport;
 use crate::transport::{Transport, TransportKind};
+use pool::Pool;
 
 /// Opens, finds, lists and closes named [`ShellSession`]s. `Send + Sync` and cheap to
 /// clone: share one manager between any number of tasks. No lock is ever held across a
 /// network round trip, so a slow connect or command on one session never blocks another.
+///
+/// Sessions to the same (transport, user, host, port, jump chain) share one SSH connection,
+/// each on its own channel; concurrent opens share one handshake; when the server refuses
+/// another channel (sshd `MaxSessions`) the session gets a new connection; a connection
+/// closes with its last session.
 #[derive(Clone, Default)]
 pub struct SessionManager {
     inner: Arc<ManagerInner>,
@@ -23,6 +30,7 @@ pub struct SessionManager {
 struct ManagerInner {
     slots: RwLock<BTreeMap<String, Slot>>,
     shut_down: AtomicBool,
+    pool: Arc<Pool>,
 }
 
 enum Slot {
@@ -54,7 +62,8 @@ impl SessionManager {
         Self::default()
     }
 
-    /// Connects with the native russh backend and opens a session named `name`.
+    /// Opens a session named `name` with the backend `connect.transport` chooses, on a
+    /// pooled connection.
     pub async fn open(
         &self,
         name: &str,
@@ -66,13 +75,35 @@ impl SessionManager {
             user: connect.user.clone(),
             port: connect.port,
         };
-        self.reserve(name, &endpoint, TransportKind::Russh)?;
-        let opened = async {
-            let transport: Arc<dyn Transport> = Arc::new(RusshTransport::connect(&connect).await?);
-            ShellSession::start(name, endpoint, transport, config).await
-        }
-        .await;
+        self.reserve(name, &endpoint, connect.transport)?;
+        let opened = self.open_pooled(name, &connect, endpoint, config).await;
         self.settle(name, opened).await
+    }
+
+    async fn open_pooled(
+        &self,
+        name: &str,
+        connect: &ConnectOptions,
+        endpoint: Endpoint,
+        config: SessionConfig,
+    ) -> Result<ShellSession> {
+        // A refused channel marks its connection full; the next lease is on another one.
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let lease = Arc::new(self.inner.pool.acquire(connect).await?);
+            let transport: Arc<dyn Transport> = lease.clone();
+            match ShellSession::start(name, endpoint.clone(), transport, config.clone()).await {
+                Err(Error::ChannelRefused { .. }) if attempt < ATTEMPTS => lease.mark_full(),
+                other => return other,
+            }
+        }
+    }
+
+    /// How many SSH connections the pool holds open.
+    pub fn connection_count(&self) -> usize {
+        self.inner.pool.connections()
     }
 
     /// Opens a session named `name` over an already connected transport (any backend).

@@ -1,0 +1,168 @@
+//! From a [`ResolvedHost`] to [`ConnectOptions`], refusing what this library will not do.
+
+use std::path::{Path, PathBuf};
+
+use super::{resolve_host, ResolvedHost};
+use crate::error::{Error, Result};
+use crate::options::{ConnectOptions, HostKeyPolicy, IdentityFile};
+use crate::transport::TransportKind;
+
+impl ResolvedHost {
+    /// The host key policy `StrictHostKeyChecking` asks for, if it was reported.
+    ///
+    /// `yes` and OpenSSH's default `ask` (this library never prompts) map to
+    /// [`HostKeyPolicy::Strict`], `accept-new` to [`HostKeyPolicy::AcceptNew`].
+    ///
+    /// # Errors
+    /// `no`/`off` is refused: it accepts any key, including an attacker's.
+    pub fn host_key_policy(&self) -> Result<Option<HostKeyPolicy>> {
+        let Some(value) = self.strict_host_key_checking.as_deref() else {
+            return Ok(None);
+        };
+        match value.to_ascii_lowercase().as_str() {
+            "yes" | "true" | "ask" => Ok(Some(HostKeyPolicy::Strict)),
+            "accept-new" => Ok(Some(HostKeyPolicy::AcceptNew)),
+            "no" | "false" | "off" => Err(Error::Config {
+                detail: format!(
+                    "host {}: `StrictHostKeyChecking no` in {} is refused by ssh-session: it \
+                     would accept any host key, including an attacker's. Use \
+                     `StrictHostKeyChecking accept-new` (records a new host's key, still refuses \
+                     a changed one) or add the key to known_hosts (ssh-keyscan -p {} {} >> {})",
+                    self.alias,
+                    self.config_name(),
+                    self.port,
+                    self.host_name,
+                    self.known_hosts_file()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
+                ),
+            }),
+            other => Err(Error::Config {
+                detail: format!(
+                    "host {}: unknown StrictHostKeyChecking value {other:?} in {}; use yes, ask or accept-new",
+                    self.alias,
+                    self.config_name()
+                ),
+            }),
+        }
+    }
+
+    /// The known_hosts file to use: the first `UserKnownHostsFile` that exists, else the first.
+    pub fn known_hosts_file(&self) -> Option<&Path> {
+        self.user_known_hosts_files
+            .iter()
+            .find(|p| p.exists())
+            .or_else(|| self.user_known_hosts_files.first())
+            .map(PathBuf::as_path)
+    }
+
+    fn config_name(&self) -> String {
+        match &self.config_file {
+            Some(f) => f.display().to_string(),
+            None => "the ssh config".into(),
+        }
+    }
+
+    /// Sets on `opts` everything the configuration decides: host, port, user, identity
+    /// files (replacing `opts.identities` when the config names any), known_hosts, host key
+    /// policy, timeouts and keepalives, agent forwarding and socket (`IdentityAgent`),
+    /// compression, jump hosts and the config file. Passwords, the agent choice otherwise
+    /// and the transport stay as given.
+    ///
+    /// With the OpenSSH transport `host` is set to the alias, so that `ssh` applies the
+    /// configuration (a `ProxyCommand` included) itself.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for `StrictHostKeyChecking no`, for a `ProxyCommand` with the russh
+    /// transport (which cannot run one), and for an `IdentityAgent $VAR` that is not set.
+    pub fn apply_to(&self, mut opts: ConnectOptions) -> Result<ConnectOptions> {
+        let policy = self.host_key_policy()?;
+        opts.host = self.host_name.clone();
+        if let Some(command) = &self.proxy_command {
+            if opts.transport == TransportKind::Russh {
+                return Err(Error::Config {
+                    detail: format!(
+                        "host {}: `ProxyCommand {command}` in {} is not supported by the native \
+                         russh transport. Use the OpenSSH transport, which runs it: \
+                         resolved.apply_to(ConnectOptions::new(..).transport(TransportKind::OpenSsh)); \
+                         or, if it is `ssh -W %h:%p BASTION`, replace it with `ProxyJump BASTION`",
+                        self.alias,
+                        self.config_name()
+                    ),
+                });
+            }
+            opts.host = self.alias.clone();
+        }
+        opts.port = self.port;
+        opts.user = self.user.clone();
+        if !self.identity_files.is_empty() {
+            opts.identities = self.identity_files.iter().map(IdentityFile::new).collect();
+        }
+        if let Some(known_hosts) = self.known_hosts_file() {
+            opts.known_hosts = known_hosts.to_path_buf();
+        }
+        if let Some(policy) = policy {
+            opts.host_key_policy = policy;
+        }
+        if let Some(timeout) = self.connect_timeout {
+            opts.connect_timeout = timeout;
+        }
+        opts.server_alive_interval = self.server_alive_interval;
+        if let Some(max) = self.server_alive_count_max {
+            opts.server_alive_count_max = max;
+        }
+        opts.forward_agent = self.forward_agent;
+        opts.compression = self.compression;
+        opts.proxy_jump = self.proxy_jump.clone();
+        if let Some(file) = &self.config_file {
+            opts.config_file = Some(file.clone());
+        }
+        match self.identity_agent.as_deref() {
+            None | Some("SSH_AUTH_SOCK") => {}
+            Some("none") => opts.use_agent = false,
+            Some(var) if var.starts_with('$') => {
+                let name = var.trim_start_matches('$').trim_matches(['{', '}']);
+                let socket = std::env::var_os(name).ok_or_else(|| Error::Config {
+                    detail: format!(
+                        "host {}: IdentityAgent {var} names an environment variable that is not set",
+                        self.alias
+                    ),
+                })?;
+                opts = opts.agent_socket(socket);
+            }
+            Some(path) => opts = opts.agent_socket(path),
+        }
+        opts.identities_only = self.identities_only;
+        if opts.transport == TransportKind::OpenSsh {
+            // The OpenSSH backend lets ssh apply the configuration itself: give it the
+            // alias, or it would read the config a second time for the HostName.
+            opts.host = self.alias.clone();
+        }
+        Ok(opts)
+    }
+}
+
+impl ConnectOptions {
+    /// Options for `host` (an alias or `[user@]host[:port]`) as `ssh host` would connect,
+    /// read from `config_file` (`None`: `~/.ssh/config` and `/etc/ssh/ssh_config`), for the
+    /// default russh transport. See [`resolve_host`] and [`ResolvedHost::apply_to`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> ssh_session_core::Result<()> {
+    /// let opts = ssh_session_core::ConnectOptions::from_ssh_config("web", None).await?;
+    /// println!("{}@{}:{}", opts.user, opts.host, opts.port);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration (with `ssh`'s message), for
+    /// `StrictHostKeyChecking no` and for `ProxyCommand`.
+    pub async fn from_ssh_config(host: &str, config_file: Option<&Path>) -> Result<ConnectOptions> {
+        let resolved = resolve_host(host, config_file).await?;
+        resolved.apply_to(ConnectOptions::new(
+            resolved.host_name.clone(),
+            resolved.user.clone(),
+        ))
+    }
+}
