@@ -159,6 +159,26 @@ pub enum Error {
         /// What the fallback reported.
         detail: String,
     },
+    /// The connection is being re-established; the command waited its timeout for it.
+    #[error("session {session:?} is reconnecting (attempt {attempt} of {of}); retry shortly, or watch its status")]
+    Reconnecting {
+        /// The session.
+        session: String,
+        /// The attempt under way.
+        attempt: u32,
+        /// The most attempts that will be made.
+        of: u32,
+    },
+    /// The connection was lost and automatic reconnection gave up.
+    #[error(
+        "session {session:?} is disconnected: {detail}; call reconnect() to try again, or close it"
+    )]
+    Disconnected {
+        /// The session.
+        session: String,
+        /// The last cause.
+        detail: String,
+    },
     /// The session was closed.
     #[error("session {session:?} is closed; open it again")]
     Closed {

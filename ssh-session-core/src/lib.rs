@@ -52,6 +52,7 @@ pub mod config;
 pub mod error;
 mod manager;
 pub mod options;
+pub mod persistent;
 pub mod protocol;
 pub mod session;
 pub mod transport;
@@ -66,6 +67,7 @@ pub use options::{
 };
 pub use session::{
     CommandState, Endpoint, ExecOptions, ExecResult, ExecStream, HistoryEntry, Interrupt, Notice,
-    ReadOptions, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession, StreamEvent,
+    ReadOptions, ReconnectPolicy, Reconnector, Session, SessionConfig, SessionInfo, SessionStatus,
+    ShellSession, StatusEvent, StopReport, StreamEvent,
 };
 pub use transport::{Transport, TransportKind};

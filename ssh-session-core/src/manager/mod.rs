@@ -96,8 +96,45 @@ impl SessionManager {
             let transport: Arc<dyn Transport> = lease.clone();
             match ShellSession::start(name, endpoint.clone(), transport, config.clone()).await {
                 Err(Error::ChannelRefused { .. }) if attempt < ATTEMPTS => lease.mark_full(),
-                other => return other,
+                Ok(session) => {
+                    // A lost connection is replaced through the pool: a dead one is never
+                    // handed out again, and sessions cut off together share the new one.
+                    let pool = self.inner.pool.clone();
+                    let opts = connect.clone();
+                    session.set_reconnector(Arc::new(move || {
+                        let pool = pool.clone();
+                        let opts = opts.clone();
+                        Box::pin(async move {
+                            let lease: Arc<dyn Transport> = Arc::new(pool.acquire(&opts).await?);
+                            Ok(lease)
+                        })
+                    }));
+                    return Ok(session);
+                }
+                Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// The persistent (tmux) sessions that survive on the host `connect` reaches, by name:
+    /// open a session of one of these names with `persistent: true` to re-adopt it.
+    pub async fn list_persistent(&self, connect: &ConnectOptions) -> Result<Vec<String>> {
+        let lease = self.inner.pool.acquire(connect).await?;
+        let names = crate::persistent::list(&lease).await;
+        lease.close().await;
+        names
+    }
+
+    /// Closes the session named `name` but leaves its persistent shell running remotely.
+    pub async fn detach(&self, name: &str) -> Result<()> {
+        let slot = self.write().remove(name);
+        match slot {
+            Some(Slot::Open(session)) => session.detach().await,
+            Some(Slot::Opening { .. }) => Ok(()),
+            None => Err(Error::UnknownSession {
+                name: name.into(),
+                existing: self.names(),
+            }),
         }
     }
 
@@ -209,6 +246,11 @@ impl SessionManager {
                     command_count: 0,
                     cwd: String::new(),
                     running: None,
+                    last_error: None,
+                    reconnects: 0,
+                    connected_since: None,
+                    persistent: false,
+                    resumed: false,
                 },
             })
             .collect()

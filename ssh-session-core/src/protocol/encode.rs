@@ -98,10 +98,11 @@ pub(crate) fn prime_script(
     }
     // The env file holds secrets as often as not: create it private before anything writes it.
     s.push_str("(umask 077;: >>\"$__ss_f\") 2>/dev/null;");
-    // Marker: print the done line, then save exported variables (restored if this shell
-    // dies). In that order the snapshot overlaps the marker's trip to the client.
-    s.push_str("__ss_m(){ printf '%s%sD%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$__ss_id\" \"$__ss_rc\" \"$PWD\" \"$__ss_a\" \"$__ss_b\";");
-    s.push_str("export -p >\"$__ss_f\" 2>/dev/null;};");
+    // Marker: save exported variables (restored if this shell dies), then print the done
+    // line. In this order the snapshot is complete whenever the client knows the command
+    // ended: a link cut right after a command never leaves a half-written snapshot behind.
+    s.push_str("__ss_m(){ export -p >\"$__ss_f\" 2>/dev/null;");
+    s.push_str("printf '%s%sD%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$__ss_id\" \"$__ss_rc\" \"$PWD\" \"$__ss_a\" \"$__ss_b\";};");
     // Trailer: once per command id (inline or from the prompt hook, whichever runs first);
     // re-blanks prompts a command may have set (venv's activate sets PS1); keeps `$?`.
     s.push_str("__ss_t(){ __ss_rc=$?;if [ -n \"$__ss_id\" ];then PS1=$__ss_ps;PS2='';__ss_m;__ss_id=;fi;return $__ss_rc;};");

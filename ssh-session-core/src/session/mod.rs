@@ -12,10 +12,10 @@ use futures::Stream;
 use tokio::sync::{mpsc, OwnedMutexGuard};
 
 use crate::error::Result;
-pub use shell::{Endpoint, ShellSession};
+pub use shell::{Endpoint, Reconnector, ShellSession};
 pub use types::{
     CommandState, ExecOptions, ExecResult, HistoryEntry, Interrupt, Notice, ReadOptions,
-    SessionConfig, SessionInfo, SessionStatus,
+    ReconnectPolicy, SessionConfig, SessionInfo, SessionStatus, StatusEvent, StopReport,
 };
 
 /// A persistent shell on a remote host. The working directory, exported variables, shell
@@ -61,6 +61,20 @@ pub trait Session: Send + Sync {
 
     /// Commands run so far, oldest first (bounded by the configured limit).
     fn history(&self) -> Vec<HistoryEntry>;
+
+    /// Stops the running command however it takes: Ctrl-C, then SIGTERM, then SIGKILL, a
+    /// third of the configured stop deadline each; if it still runs, the shell itself is
+    /// killed and replaced (cwd and exported variables restored). The report says which.
+    async fn stop_command(&self) -> Result<StopReport>;
+
+    /// Status changes from now on (connecting, connected, reconnecting n of N, error,
+    /// closed), in order. A slow receiver skips old events rather than block the session.
+    fn subscribe_status(&self) -> tokio::sync::broadcast::Receiver<StatusEvent>;
+
+    /// Re-establishes the connection now (after automatic reconnection gave up, or to
+    /// replace a connection that works but should not be trusted). Follows the policy's
+    /// attempts and backoff.
+    async fn reconnect(&self) -> Result<()>;
 
     /// Ends the shell and its connection. Idempotent.
     async fn close(&self) -> Result<()>;

@@ -22,6 +22,17 @@ pub struct SessionConfig {
     pub prime_timeout: Duration,
     /// Commands remembered in the session's history (default 1000).
     pub history_limit: usize,
+    /// What to do when the connection is lost (default: 3 attempts with backoff).
+    pub reconnect: ReconnectPolicy,
+    /// How long [`Session::stop_command`](crate::Session::stop_command) tries Ctrl-C, SIGTERM
+    /// and SIGKILL before it kills the shell itself (default 30 s).
+    pub stop_deadline: Duration,
+    /// Run the shell inside a remote tmux session named after the session (default off).
+    /// A lost connection then re-attaches: running commands, background jobs, cwd, env and
+    /// history survive, and output printed meanwhile is replayed exactly once. Opening a
+    /// session whose tmux session survived (e.g. after this process restarted) re-adopts
+    /// it. Needs tmux on the remote host (a clear error says so) and a PTY.
+    pub persistent: bool,
 }
 
 impl Default for SessionConfig {
@@ -32,7 +43,55 @@ impl Default for SessionConfig {
             max_output_bytes: 8 << 20,
             prime_timeout: Duration::from_secs(15),
             history_limit: 1000,
+            reconnect: ReconnectPolicy::default(),
+            stop_deadline: Duration::from_secs(30),
+            persistent: false,
         }
+    }
+}
+
+/// Automatic reconnection after a lost connection: attempt 1 at once, then exponential
+/// backoff (`initial_delay`, times `factor` per attempt, capped at `max_delay`, each delay
+/// randomised by ±`jitter`), at most `max_attempts` attempts; then the session's status is
+/// [`SessionStatus::Error`] with the last cause, and [`Session::reconnect`](crate::Session::reconnect)
+/// tries again on demand.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconnectPolicy {
+    /// Attempts before giving up (default 3; 0 disables automatic reconnection).
+    pub max_attempts: u32,
+    /// Delay before the second attempt (default 500 ms).
+    pub initial_delay: Duration,
+    /// Growth of the delay per attempt (default 2).
+    pub factor: f64,
+    /// Largest delay (default 10 s).
+    pub max_delay: Duration,
+    /// Random spread of each delay, as a fraction (default 0.2 = ±20 %), so that many
+    /// clients cut off together do not reconnect in lockstep.
+    pub jitter: f64,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            max_attempts: 3,
+            initial_delay: Duration::from_millis(500),
+            factor: 2.0,
+            max_delay: Duration::from_secs(10),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// The pause before attempt `attempt` (1-based) with jitter `unit` in `[-1, 1]`.
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        if attempt <= 1 {
+            return Duration::ZERO;
+        }
+        let base = self.initial_delay.as_secs_f64() * self.factor.powi(attempt as i32 - 2);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        let spread = 1.0 + self.jitter.clamp(0.0, 1.0) * unit.clamp(-1.0, 1.0);
+        Duration::from_secs_f64((capped * spread).max(0.0))
     }
 }
 
@@ -75,6 +134,12 @@ pub enum CommandState {
     /// The shell itself ended while running it (`exit`, `exec`, killed); `exit_code` holds
     /// the shell's status if known. The next command starts a new shell.
     ShellExited,
+    /// The connection was lost while it ran: its outcome is unknown (it may have been
+    /// killed with the shell, or finished unseen). Never a normal result.
+    LinkLost,
+    /// It would not stop: Ctrl-C, SIGTERM and SIGKILL all failed within the stop deadline,
+    /// so the shell was killed and replaced (see the result's notices).
+    Killed,
 }
 
 /// Something the caller should know about how a result came to be.
@@ -89,6 +154,13 @@ pub enum Notice {
     },
     /// The login shell is not POSIX; `/bin/sh` (bash if present) runs instead.
     PosixFallback,
+    /// The connection was lost and re-established before this command.
+    Reconnected {
+        /// Why the connection was lost.
+        cause: String,
+        /// Attempts it took.
+        attempts: u32,
+    },
 }
 
 impl std::fmt::Display for Notice {
@@ -102,6 +174,10 @@ impl std::fmt::Display for Notice {
             ),
             Notice::PosixFallback => f.write_str(
                 "the login shell is not a POSIX shell; commands run in bash (or sh) instead",
+            ),
+            Notice::Reconnected { cause, attempts } => write!(
+                f,
+                "the connection was lost ({cause}) and re-established after {attempts} attempt(s)"
             ),
         }
     }
@@ -169,6 +245,13 @@ pub enum SessionStatus {
     Connecting,
     /// Ready for commands.
     Connected,
+    /// The connection was lost; reconnecting. Commands wait (up to their timeout).
+    Reconnecting {
+        /// This attempt, from 1.
+        attempt: u32,
+        /// The most attempts that will be made.
+        of: u32,
+    },
     /// Broken; `detail` says why.
     Error {
         /// What went wrong.
@@ -186,6 +269,7 @@ impl SessionStatus {
         match self {
             SessionStatus::Connecting => "connecting",
             SessionStatus::Connected => "connected",
+            SessionStatus::Reconnecting { .. } => "reconnecting",
             SessionStatus::Error { .. } => "error",
             SessionStatus::Closed => "closed",
         }
@@ -232,4 +316,36 @@ pub struct SessionInfo {
     pub cwd: String,
     /// The command running now, if any.
     pub running: Option<String>,
+    /// The last error (connection lost, reconnect failed...) and when it happened.
+    pub last_error: Option<(String, SystemTime)>,
+    /// Successful reconnections so far.
+    pub reconnects: u32,
+    /// When the current connection was established.
+    pub connected_since: Option<SystemTime>,
+    /// Whether the shell lives in a remote tmux session.
+    pub persistent: bool,
+    /// Whether a surviving persistent shell was re-adopted when the session was opened.
+    pub resumed: bool,
+}
+
+/// A change of a session's status, as sent to [`Session::subscribe_status`](crate::Session::subscribe_status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusEvent {
+    /// The session.
+    pub session: String,
+    /// Its new status.
+    pub status: SessionStatus,
+    /// When it changed.
+    pub at: SystemTime,
+}
+
+/// What [`Session::stop_command`](crate::Session::stop_command) had to do.
+#[derive(Clone, Debug)]
+pub struct StopReport {
+    /// The signals tried, in order (`"INT"`, `"TERM"`, `"KILL"`).
+    pub tried: Vec<&'static str>,
+    /// Whether the shell itself had to be killed and replaced (background jobs lost).
+    pub shell_replaced: bool,
+    /// The final result of the command.
+    pub result: ExecResult,
 }

@@ -46,6 +46,8 @@ pub(super) enum Phase {
 pub(super) enum Outcome {
     Exited(i32),
     ShellExited(Option<i32>),
+    LinkLost,
+    Killed,
 }
 
 /// The current (or most recent) command.
@@ -89,6 +91,15 @@ pub(super) struct State {
     pub max_output: usize,
     /// Notices for the next command (e.g. the POSIX fallback chosen at start).
     pub pending: Vec<Notice>,
+    /// Whether the current shell's channel reported how it ended (exit status or signal):
+    /// a channel that closes without saying so was cut with its connection.
+    pub exit_seen: bool,
+    pub last_error: Option<(String, SystemTime)>,
+    pub reconnects: u32,
+    pub connected_since: Option<SystemTime>,
+    /// The shell lives in remote tmux: a lost link leaves it (and its command) running.
+    pub persistent: bool,
+    pub resumed: bool,
 }
 
 /// Stream chunks to deliver once the lock is released.
@@ -122,6 +133,12 @@ impl State {
             exit_status: None,
             max_output,
             pending: Vec::new(),
+            exit_seen: false,
+            last_error: None,
+            reconnects: 0,
+            connected_since: None,
+            persistent: false,
+            resumed: false,
         }
     }
 
@@ -152,10 +169,23 @@ impl State {
         }
     }
 
-    /// The channel of shell `generation` closed: the shell is gone.
-    pub(super) fn on_closed(&mut self, generation: u64, out: &mut Deliveries) {
+    /// The channel of shell `generation` closed: the shell is gone, and with it the
+    /// connection if `link_lost`. Returns whether that applied to the current shell.
+    pub(super) fn on_closed(
+        &mut self,
+        generation: u64,
+        link_lost: bool,
+        out: &mut Deliveries,
+    ) -> bool {
         if generation != self.generation {
-            return;
+            return false;
+        }
+        let link_lost = link_lost && matches!(self.phase, Phase::Ready);
+        if link_lost && self.persistent {
+            // The shell and its command go on in tmux; the stream resumes where it stopped,
+            // through the same parser.
+            self.shell = None;
+            return true;
         }
         let mut events = Vec::new();
         if let Some(parser) = self.parser.as_mut() {
@@ -169,12 +199,21 @@ impl State {
             Some(code) => format!("the shell exited with status {code}"),
             None => "the shell's channel was closed".to_string(),
         });
+        if link_lost {
+            self.death = Some("the connection was lost".to_string());
+        }
         self.shell = None;
         self.parser = None;
         self.phase = Phase::Dead;
         if self.running().is_some() {
-            self.finish(Outcome::ShellExited(status), out);
+            let outcome = if link_lost {
+                Outcome::LinkLost
+            } else {
+                Outcome::ShellExited(status)
+            };
+            self.finish(outcome, out);
         }
+        link_lost
     }
 
     fn apply(&mut self, event: Event, out: &mut Deliveries) {
@@ -241,6 +280,7 @@ impl State {
         let exit_code = match outcome {
             Outcome::Exited(c) => Some(c),
             Outcome::ShellExited(c) => c,
+            Outcome::LinkLost | Outcome::Killed => None,
         };
         if let Some((_, entry)) = self.history.iter_mut().rev().find(|(id, _)| *id == run.id) {
             entry.exit_code = exit_code;
@@ -321,6 +361,8 @@ fn result_of(run: &CommandRun, cwd: &str, now: Instant) -> ExecResult {
         None => (CommandState::Running, None, now),
         Some((Outcome::Exited(c), at)) => (CommandState::Exited, Some(*c), *at),
         Some((Outcome::ShellExited(c), at)) => (CommandState::ShellExited, *c, *at),
+        Some((Outcome::LinkLost, at)) => (CommandState::LinkLost, None, *at),
+        Some((Outcome::Killed, at)) => (CommandState::Killed, None, *at),
     };
     ExecResult {
         command: run.command.clone(),

@@ -163,6 +163,11 @@ where
 {
     let config = Arc::new(client::Config {
         nodelay: true,
+        // The health probe: russh sends a keepalive after this much silence and drops the
+        // connection after `keepalive_max` unanswered ones, which ends every channel and
+        // so starts the sessions' reconnection.
+        keepalive_interval: opts.server_alive_interval,
+        keepalive_max: opts.server_alive_count_max as usize,
         ..Default::default()
     });
     let refusal = Arc::new(Mutex::new(None));

@@ -1,0 +1,145 @@
+//! Persistent (tmux) sessions through real link cuts and a client "restart" (a new
+//! manager), for both backends.
+
+mod common;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ssh_session_core::{
+    CommandState, ConnectOptions, ExecOptions, ReadOptions, ReconnectPolicy, Session,
+    SessionConfig, SessionManager, SessionStatus,
+};
+use ssh_session_testkit::{CutMode, FaultProxy, Sshd, SshdOptions};
+
+/// An sshd whose sessions get a tmux server of their own (`TMUX_TMPDIR` in its temp dir),
+/// killed when the test ends, pass or fail: tmux servers outlive the sshd that started them.
+struct IsolatedTmux {
+    sshd: Sshd,
+    tmpdir: tempfile::TempDir,
+}
+
+impl IsolatedTmux {
+    fn start() -> IsolatedTmux {
+        let tmpdir = tempfile::tempdir().unwrap();
+        let sshd = Sshd::start_with(SshdOptions {
+            extra_config: format!("SetEnv TMUX_TMPDIR={}\n", tmpdir.path().display()),
+            ..Default::default()
+        })
+        .unwrap();
+        IsolatedTmux { sshd, tmpdir }
+    }
+}
+
+impl Drop for IsolatedTmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", "ssh-session", "kill-server"])
+            .env("TMUX_TMPDIR", self.tmpdir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn persistent() -> SessionConfig {
+    SessionConfig {
+        persistent: true,
+        reconnect: ReconnectPolicy {
+            max_attempts: 8,
+            initial_delay: Duration::from_millis(100),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn proxied(sshd: &Sshd, dir: &std::path::Path) -> (FaultProxy, ConnectOptions) {
+    let upstream = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
+    let proxy = FaultProxy::start(upstream).await.unwrap();
+    let line = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let known = dir.join("known_hosts");
+    let line = line.replace(
+        &format!("]:{} ", sshd.port()),
+        &format!("]:{} ", proxy.port()),
+    );
+    std::fs::write(&known, line).unwrap();
+    let o = opts(sshd).port(proxy.port()).known_hosts(&known);
+    (proxy, o)
+}
+
+async fn wait_connected(s: &ssh_session_core::ShellSession, reconnects: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(s.info().reconnects >= reconnects && s.info().status == SessionStatus::Connected) {
+        assert!(
+            Instant::now() < deadline,
+            "never reconnected: {:?}",
+            s.info().status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+conformance! {
+    async fn a_running_command_survives_dropped_links_with_its_output_and_exit_code() {
+        let isolated = IsolatedTmux::start();
+        let sshd = &isolated.sshd;
+        let dir = tempfile::tempdir().unwrap();
+        let (proxy, o) = proxied(sshd, dir.path()).await;
+        let m = SessionManager::new();
+        // The remote tmux server is per user and shared by every test sshd on this machine:
+        // names unique to this run and backend.
+        let name = format!("keep-{}-{}", transport(), std::process::id());
+        let s = m.open(&name, o, persistent()).await.unwrap();
+        assert!(s.info().persistent);
+        run(&s, "cd /tmp; export V=exported; U=unexported; sleep 300 &").await;
+        run(&s, "echo marker-for-history").await;
+        for round in 1..=5u32 {
+            let r = s
+                .exec(
+                    "for i in 1 2 3 4 5; do echo line$i; sleep 0.3; done; (exit 7)",
+                    ExecOptions::timeout(Duration::from_millis(200)),
+                )
+                .await
+                .unwrap();
+            assert!(r.is_running());
+            let mut seen = r.text().into_owned();
+            proxy.cut(if round % 2 == 0 { CutMode::Fin } else { CutMode::Reset }).await;
+            wait_connected(&s, round).await;
+            let r = s
+                .read_output(ReadOptions { wait: Duration::from_secs(20), ..Default::default() })
+                .await
+                .unwrap();
+            seen.push_str(&r.text());
+            // Nothing lost, nothing twice, and the real exit code — not "lost".
+            assert_eq!(seen, "line1\nline2\nline3\nline4\nline5\n", "round {round}");
+            assert_eq!((r.state, r.exit_code), (CommandState::Exited, Some(7)));
+        }
+        let r = run(&s, "pwd; echo $V $U; jobs | grep -c sleep; history | grep -c 'echo marker-for-history$'").await;
+        assert_eq!(r.text(), "/tmp\nexported unexported\n1\n1\n");
+        m.shutdown().await;
+        // Closing kills the remote tmux session.
+        let m2 = SessionManager::new();
+        assert!(!m2.list_persistent(&opts(sshd)).await.unwrap().contains(&name));
+    }
+
+    async fn a_new_client_re_adopts_a_surviving_shell() {
+        let isolated = IsolatedTmux::start();
+        let sshd = &isolated.sshd;
+        let name = format!("adopt-{}-{}", transport(), std::process::id());
+        let first = SessionManager::new();
+        let s = first.open(&name, opts(sshd), persistent()).await.unwrap();
+        assert!(!s.info().resumed);
+        run(&s, "cd /var; LOCAL=only-in-this-shell; sleep 300 &").await;
+        // The client goes away without closing the remote shell (like a restart).
+        first.detach(&name).await.unwrap();
+        drop(first);
+
+        let second = SessionManager::new();
+        assert!(second.list_persistent(&opts(sshd)).await.unwrap().contains(&name));
+        let s = second.open(&name, opts(sshd), persistent()).await.unwrap();
+        assert!(s.info().resumed);
+        let r = run(&s, "pwd; echo $LOCAL; jobs | grep -c sleep").await;
+        assert_eq!(r.text(), "/var\nonly-in-this-shell\n1\n");
+        second.close(&name).await.unwrap();
+        assert!(!second.list_persistent(&opts(sshd)).await.unwrap().contains(&name));
+    }
+}
