@@ -2,35 +2,66 @@
 //!
 //! One run starts one real OpenSSH `sshd` from the test kit (loopback, a throw-away HOME
 //! whose `.bashrc` is empty, so no login script skews any row) and measures against it,
-//! in this order:
+//! in this order. Sessions use the native russh backend unless a row says "OpenSSH
+//! backend": `TransportKind::OpenSsh`, i.e. a ControlMaster (`ssh -M`) the library starts,
+//! with the same key, known_hosts and no agent, and `-F /dev/null` so the user's
+//! `~/.ssh/config` cannot interfere.
 //!
 //! 1. **exec round trip** on one persistent PTY session: `true` and `echo hi`, each after
 //!    50 warm-up calls, 1000 timed calls (wall time of `Session::exec` per call).
+//!
+//!    1b. the same `true` (50 warm-up, 1000 timed) on a session over the **OpenSSH
+//!    backend** (its own `OpenSshTransport`, opened like row 1's with
+//!    `open_with_transport`, closed right after); ratio to row 1's p50, target ≤ 1.5×.
 //! 2. **OpenSSH ControlMaster**: `ssh -S CTL host true`, 200 calls, one client process per
 //!    call as a user or a shelling-out tool would do; compared with row 1's `true`.
 //! 3. **a new exec channel per command** on the same russh connection that carries the
 //!    session (`transport::run(.., "true")`), 300 calls: what the persistent shell saves.
 //! 4. **connect → ready**: `SessionManager::open` (TCP, key exchange, auth, PTY, shell,
 //!    priming) with a fresh name each time, then `close`, 30 times; against a cold
-//!    `ssh host true` (no ControlMaster), 30 times.
+//!    `ssh host true` (no ControlMaster), 30 times. Each iteration also times a bare
+//!    connect alone ("of which" row).
+//!
+//!    4b. the same **connect → ready over the OpenSSH backend** (30 times, 2 warm-up,
+//!    with its own "of which: `OpenSshTransport::connect` alone" row); the ratio column
+//!    holds row 4's russh figure.
 //! 5. **output throughput** of `head -c N /dev/zero` (1 GB of NUL bytes by default)
 //!    through the session's PTY with `exec_stream`, counting bytes without keeping them;
 //!    against `ssh -tt` (the same path: a server-side PTY) and plain `ssh` (no PTY) as a
 //!    reference, runs interleaved so load on the shared machine hits all three alike.
 //! 6. **first byte** of a streaming command: `exec_stream("echo x; sleep 0.2")` to the
 //!    first `StreamEvent::Output`, 50 times.
+//! 7. **pooled session open**, for russh and then for the OpenSSH backend: a fresh
+//!    `SessionManager` opens session 1 (untimed: it makes the connection), then sessions
+//!    2..20 to the same host one after another, each `open` timed and every session kept
+//!    open, so they all share session 1's connection on their own channels
+//!    (`connection_count()` is reported, as is the count after `shutdown`); 5 such rounds
+//!    after 1 warm-up round, 95 samples; target p50 ≤ 5 ms, ratio to the backend's
+//!    connect → ready. Then where an open's time goes, 50 times each after 5 warm-up:
+//!    `open_with_transport` alone on a fresh, unpooled connection each time ("session
+//!    start alone"); and on one new bare connection of the same backend, first a login
+//!    shell on a new PTY channel (the sessions' PTY) until `open_shell` returns and until
+//!    its first output (the prompt: startup files read; the pooled open minus this is
+//!    priming; the warm-up's figures, the connection's very first channel, are in the
+//!    notes), then `bash -lc true` and `true` on exec channels without PTY (a login bash's
+//!    startup cost; for russh the notes also say which HOME, `.bashrc` and /etc/profile.d
+//!    the remote shell sees).
 //!
 //! Warm-ups are never part of the statistics; every number comes from this run. Every
-//! call is bounded in time, and the sshd, the ControlMaster and all sessions are shut down
-//! at the end, also when a row fails (a failed row is printed as `ERROR` with the reason).
+//! call is bounded in time, and the sshd, the ControlMasters (the bench's own and the
+//! OpenSSH backend's), all sessions and managers are shut down at the end of their row,
+//! also when a row fails (a failed row is printed as `ERROR` with the reason); the last
+//! line lists any process of the bench still running (expected: none).
 //!
 //! Environment: `SSH_SESSION_BENCH_QUICK=1` divides every N (and the default byte count)
-//! by 10 for smoke runs; `SSH_SESSION_BENCH_BYTES=N` sets the throughput size.
+//! by 10 for smoke runs (row 7: one round plus the warm-up round);
+//! `SSH_SESSION_BENCH_BYTES=N` sets the throughput size.
 //!
 //! Run with `cargo bench -p ssh-session-benches`; the table goes to stdout, progress to
 //! stderr.
 
 mod openssh;
+mod pooled;
 mod stats;
 
 use std::future::Future;
@@ -39,8 +70,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use ssh_session_core::transport::openssh::OpenSshTransport;
 use ssh_session_core::transport::russh::RusshTransport;
-use ssh_session_core::transport::{self, Transport};
+use ssh_session_core::transport::{Transport, TransportKind};
 use ssh_session_core::{
     ConnectOptions, Endpoint, ExecOptions, IdentityFile, Interrupt, ReadOptions, Session,
     SessionConfig, SessionManager, ShellSession, StreamEvent,
@@ -67,6 +99,10 @@ const CONNECT_TARGET: Duration = Duration::from_millis(50);
 const THROUGHPUT_TARGET: f64 = 0.8;
 /// Time to the first streamed byte, p50.
 const FIRST_BYTE_TARGET: Duration = Duration::from_millis(5);
+/// OpenSSH backend exec p50 / russh exec p50 must stay at or below this.
+const OPENSSH_EXEC_TARGET: f64 = 1.5;
+/// `SessionManager::open` of a further session on a pooled connection, p50.
+const POOLED_OPEN_TARGET: Duration = Duration::from_millis(5);
 
 /// How much to measure, from the environment.
 struct Plan {
@@ -134,20 +170,21 @@ async fn bench() -> Result<(), String> {
     progress("starting sshd (test kit, loopback)");
     let sshd = Sshd::start().map_err(|e| format!("cannot start sshd: {e}"))?;
     let opts = connect_options(&sshd);
+    let openssh_opts = openssh_options(&sshd);
     let transport = Arc::new(
         bounded(RusshTransport::connect(&opts), "connect")
             .await?
             .map_err(|e| e.to_string())?,
     );
     let manager = SessionManager::new();
-    let endpoint = Endpoint {
-        host: sshd.host().into(),
-        user: sshd.user(),
-        port: sshd.port(),
-    };
     let dyn_transport: Arc<dyn Transport> = transport.clone();
     let session = bounded(
-        manager.open_with_transport("bench", endpoint, dyn_transport, SessionConfig::default()),
+        manager.open_with_transport(
+            "bench",
+            endpoint(&sshd),
+            dyn_transport,
+            SessionConfig::default(),
+        ),
         "open the bench session",
     )
     .await?
@@ -157,6 +194,7 @@ async fn bench() -> Result<(), String> {
         plan: &plan,
         sshd: &sshd,
         opts: &opts,
+        openssh_opts: &openssh_opts,
         manager: &manager,
         session: &session,
         transport: transport.as_ref(),
@@ -174,7 +212,11 @@ async fn bench() -> Result<(), String> {
     println!();
     print!("{}", markdown(&rows));
     println!();
-    println!("load average after: {}", loadavg());
+    println!(
+        "load average after: {}; processes of this bench still running: {}",
+        loadavg(),
+        leftover_children()
+    );
     Ok(())
 }
 
@@ -186,7 +228,9 @@ struct Bench<'a> {
     sshd: &'a Sshd,
     /// How to connect to it with russh.
     opts: &'a ConnectOptions,
-    /// Holds the bench session; row 4 opens and closes its sessions here too.
+    /// How to connect to it with the OpenSSH backend.
+    openssh_opts: &'a ConnectOptions,
+    /// Holds the bench session; rows 1b, 4 and 4b open and close their sessions here too.
     manager: &'a SessionManager,
     /// The persistent session of rows 1, 5 and 6.
     session: &'a ShellSession,
@@ -203,13 +247,13 @@ impl Bench<'_> {
         // 1. exec round trip on the persistent session.
         let (warm, n) = (plan.n(50), plan.n(1000));
         progress(&format!("1. session exec: {warm} warm-up + {n} each"));
-        let exec_true = self.exec_samples("true", b"", warm, n).await;
+        let exec_true = exec_samples(self.session, "true", b"", warm, n).await;
         let exec_true_p50 = exec_true.as_ref().ok().map(|s| s.p50);
         for (name, result) in [
             ("session exec `true`", exec_true),
             (
                 "session exec `echo hi`",
-                self.exec_samples("echo hi", b"hi\n", warm, n).await,
+                exec_samples(self.session, "echo hi", b"hi\n", warm, n).await,
             ),
         ] {
             rows.push(match result {
@@ -225,6 +269,38 @@ impl Bench<'_> {
                 Err(e) => Row::error(name, &e),
             });
         }
+
+        // 1b. The same exec round trip on a session over the OpenSSH backend.
+        progress(&format!(
+            "1b. session exec over the OpenSSH backend: {warm} warm-up + {n}"
+        ));
+        let name = "session exec `true` (OpenSSH backend)";
+        rows.push(match self.openssh_exec_samples(warm, n).await {
+            Ok(s) => {
+                let mut row = Row::latency(
+                    name,
+                    &s,
+                    format!(
+                        "persistent PTY shell over its own `OpenSshTransport` (a \
+                         ControlMaster; the shell's channel opened through the master's \
+                         socket), warm-up {warm}; max {}",
+                        ms(s.max)
+                    ),
+                );
+                match exec_true_p50 {
+                    Some(russh) => {
+                        let ratio = s.p50.as_secs_f64() / russh.as_secs_f64();
+                        row.ratio = format!("{} of russh `true`", times(ratio));
+                        row.target(
+                            "p50 ≤ 1.5× russh exec",
+                            Verdict::check(ratio <= OPENSSH_EXEC_TARGET),
+                        )
+                    }
+                    None => row.target("p50 ≤ 1.5× russh exec", Verdict::Error),
+                }
+            }
+            Err(e) => Row::error(name, &e),
+        });
 
         // 2. OpenSSH ControlMaster, one client process per call.
         let (warm, n) = (plan.n(5), plan.n(200));
@@ -261,7 +337,8 @@ impl Bench<'_> {
             "3. exec channel per command: {warm} warm-up + {n}"
         ));
         let name = "new exec channel per command (`transport::run`)";
-        rows.push(match self.channel_samples(warm, n).await {
+        let channel = pooled::exec_channel(self.transport, "true", warm, n).await;
+        rows.push(match channel {
             Ok(s) => {
                 let mut row = Row::latency(
                     name,
@@ -288,7 +365,7 @@ impl Bench<'_> {
             "4. connect → ready and cold ssh: {warm} warm-up + {n} each"
         ));
         let name = "connect → ready (`SessionManager::open`)";
-        let open = self.open_samples(warm, n).await;
+        let open = self.open_samples(self.opts, warm, n).await;
         let open_p50 = open.as_ref().ok().map(|o| o.open.p50);
         match open {
             Ok(o) => {
@@ -344,6 +421,53 @@ impl Bench<'_> {
             Err(e) => Row::error(name, &e),
         });
 
+        // 4b. connect → ready over the OpenSSH backend.
+        progress(&format!(
+            "4b. connect → ready over the OpenSSH backend: {warm} warm-up + {n}"
+        ));
+        let name = "connect → ready (OpenSSH backend)";
+        let openssh_open = self.open_samples(self.openssh_opts, warm, n).await;
+        let openssh_open_p50 = openssh_open.as_ref().ok().map(|o| o.open.p50);
+        match openssh_open {
+            Ok(o) => {
+                let mut row = Row::latency(
+                    name,
+                    &o.open,
+                    format!(
+                        "`SessionManager::open` with `TransportKind::OpenSsh`: `ssh -M` \
+                         ControlMaster (process + TCP + kex + auth) + mux check + shell channel \
+                         through the master + PTY + shell + priming, fresh name each; max {}; \
+                         `close` afterwards (not in this row) p50 {}",
+                        ms(o.open.max),
+                        ms(o.close.p50)
+                    ),
+                );
+                if let Some(russh) = open_p50 {
+                    row.ratio = format!(
+                        "{} of russh connect → ready ({})",
+                        times(o.open.p50.as_secs_f64() / russh.as_secs_f64()),
+                        ms(russh)
+                    );
+                }
+                rows.push(row);
+                let mut part = Row::latency(
+                    "  of which: `OpenSshTransport::connect` alone",
+                    &o.connect,
+                    format!(
+                        "master started and answering the mux protocol, timed in the same \
+                         iterations; the rest (≈ {} at p50) is the shell channel + priming",
+                        ms(o.open.p50.saturating_sub(o.connect.p50))
+                    ),
+                );
+                part.ratio = format!(
+                    "{:.0} % of connect → ready",
+                    100.0 * o.connect.p50.as_secs_f64() / o.open.p50.as_secs_f64()
+                );
+                rows.push(part);
+            }
+            Err(e) => rows.push(Row::error(name, &e)),
+        }
+
         // 5. Output throughput.
         rows.extend(self.throughput_rows().await);
 
@@ -360,39 +484,256 @@ impl Bench<'_> {
             .target("p50 ≤ 5 ms", Verdict::check(s.p50 <= FIRST_BYTE_TARGET)),
             Err(e) => Row::error(name, &e),
         });
+
+        // 7. Further sessions on a pooled connection, and what one open is made of.
+        rows.extend(self.pooled_rows("russh", self.opts, open_p50, true).await);
+        rows.extend(
+            self.pooled_rows(
+                "OpenSSH backend",
+                self.openssh_opts,
+                openssh_open_p50,
+                false,
+            )
+            .await,
+        );
         rows
     }
 
-    /// Row 1: `exec` wall time per call, output and exit code checked after each timing.
-    async fn exec_samples(
+    /// Row 7 for one backend: pooled opens, then on a bare connection of the same backend a
+    /// login shell on a PTY channel to its prompt, and `true` / `bash -lc true` on exec
+    /// channels, to show where the time of an open goes.
+    async fn pooled_rows(
         &self,
-        command: &str,
-        expect: &[u8],
-        warm: usize,
-        n: usize,
-    ) -> Result<Stats, String> {
-        let mut samples = Vec::with_capacity(n);
-        for i in 0..warm + n {
-            let start = Instant::now();
-            let result = bounded(
-                self.session.exec(command, ExecOptions::timeout(OP_LIMIT)),
-                command,
-            )
-            .await?
-            .map_err(|e| e.to_string())?;
-            let took = start.elapsed();
-            if result.is_running() || result.exit_code != Some(0) || result.output != expect {
-                return Err(format!(
-                    "{command:?}: unexpected result {:?} exit {:?}",
-                    result.text(),
-                    result.exit_code
-                ));
+        label: &str,
+        opts: &ConnectOptions,
+        connect_ready_p50: Option<Duration>,
+        probe_environment: bool,
+    ) -> Vec<Row> {
+        let plan = self.plan;
+        let (warm_rounds, rounds) = (1, plan.n(5));
+        let per = pooled::SESSIONS_PER_ROUND;
+        progress(&format!(
+            "7. pooled open ({label}): {warm_rounds} warm-up + {rounds} round(s) of {per} sessions"
+        ));
+        let mut rows = Vec::new();
+        let name = format!("pooled session open, 2nd..{per}th ({label})");
+        let pooled = pooled::pooled_opens(opts, warm_rounds, rounds).await;
+        let open_p50 = pooled.as_ref().ok().map(|p| p.open.p50);
+        rows.push(match pooled {
+            Ok(p) => {
+                let shared = p.connections.iter().all(|&c| c == 1);
+                let clean = p.left_after_shutdown.iter().all(|&c| c == 0);
+                let mut row = Row::latency(
+                    &name,
+                    &p.open,
+                    format!(
+                        "fresh `SessionManager` per round; session 1 untimed (connect + open, \
+                         p50 {}); sessions 2..{per} timed one after another and kept open; \
+                         {rounds} round(s) + {warm_rounds} warm-up; `connection_count()` with \
+                         {per} open: {:?}{}; after `shutdown`: {:?}{}; max {}",
+                        ms(p.first.p50),
+                        p.connections,
+                        if shared {
+                            ""
+                        } else {
+                            " (NOT one shared connection!)"
+                        },
+                        p.left_after_shutdown,
+                        if clean {
+                            ""
+                        } else {
+                            " (connections left open!)"
+                        },
+                        ms(p.open.max)
+                    ),
+                )
+                .target(
+                    "p50 ≤ 5 ms",
+                    Verdict::check(p.open.p50 <= POOLED_OPEN_TARGET),
+                );
+                if let Some(ready) = connect_ready_p50 {
+                    row.ratio = format!(
+                        "{} of connect → ready",
+                        times(p.open.p50.as_secs_f64() / ready.as_secs_f64())
+                    );
+                }
+                row
             }
-            if i >= warm {
-                samples.push(took);
+            Err(e) => Row::error(&name, &e),
+        });
+
+        let (warm, n) = (plan.n(5), plan.n(50));
+        progress(&format!(
+            "7. where a pooled open goes ({label}): {warm} warm-up + {n} each"
+        ));
+        // Measured in this order: the shell first, so that its warm-up is the first channel
+        // of a brand-new connection; then the exec channels; then the unpooled starts (each
+        // on its own new connection). Rows are shown in breakdown order.
+        let shell = match connect_bare(opts).await {
+            Ok(transport) => {
+                let shell = pooled::shell_start(transport.as_ref(), warm, n).await;
+                let bare_true = pooled::exec_channel(transport.as_ref(), "true", warm, n).await;
+                let login =
+                    pooled::exec_channel(transport.as_ref(), "bash -lc true", warm, n).await;
+                let environment = if probe_environment {
+                    format!(
+                        "; remote {}",
+                        pooled::remote_environment(transport.as_ref()).await
+                    )
+                } else {
+                    String::new()
+                };
+                let _ = bounded(transport.close(), "close the bare connection").await;
+                Ok((shell, bare_true, login, environment))
             }
-        }
-        Stats::of(&samples).ok_or_else(|| "no samples".into())
+            Err(e) => Err(e),
+        };
+        let started = pooled::session_start(opts, &endpoint(self.sshd), warm, n).await;
+
+        let share = |p50: Duration| match open_p50 {
+            Some(open) => format!(
+                "{:.0} % of pooled open",
+                100.0 * p50.as_secs_f64() / open.as_secs_f64()
+            ),
+            None => "—".into(),
+        };
+        let (shell, bare_true, login, environment) = match shell {
+            Ok(measured) => measured,
+            Err(e) => {
+                let e = format!("bare connection: {e}");
+                (Err(e.clone()), Err(e.clone()), Err(e), String::new())
+            }
+        };
+
+        let name = "  of which: session start alone, unpooled";
+        rows.push(match started {
+            Ok(s) => {
+                let mut row = Row::latency(
+                    name,
+                    &s,
+                    format!(
+                        "`open_with_transport` on a new bare {label} connection each time \
+                         (connected untimed just before), then `close`: channel + PTY + login \
+                         shell + priming, no pool, but also the first channel of a brand-new \
+                         connection; pooled open − this ≈ {} at p50; max {}",
+                        open_p50
+                            .map(|o| signed_ms(o, s.p50))
+                            .unwrap_or_else(|| "?".into()),
+                        ms(s.max)
+                    ),
+                );
+                row.ratio = share(s.p50);
+                row
+            }
+            Err(e) => Row::error(name, &e),
+        });
+
+        let name = "  of which: login shell on a new PTY channel, to its prompt";
+        rows.push(match shell {
+            Ok(s) => {
+                let mut row = Row::latency(
+                    name,
+                    &s.prompt,
+                    format!(
+                        "a session's start without priming, on one bare {label} connection: \
+                         `open_shell` (channel + PTY + shell request{}) returns at p50 {}, the \
+                         login shell's first output (its prompt: startup files read) comes at \
+                         p50 {}; pooled open − this ≈ {} is priming (prime script typed into \
+                         bash, ready marker, probe); the connection's very first channel, \
+                         opened right after connect (warm-up, not counted): `open_shell` \
+                         returned after {}, prompt after {}{}",
+                        if label == "russh" {
+                            ""
+                        } else {
+                            ", through the master's socket"
+                        },
+                        ms(s.opened.p50),
+                        ms(s.prompt.p50),
+                        open_p50
+                            .map(|o| signed_ms(o, s.prompt.p50))
+                            .unwrap_or_else(|| "?".into()),
+                        ms(s.first_channel.0),
+                        ms(s.first_channel.1),
+                        if s.not_ended == 0 {
+                            String::new()
+                        } else {
+                            format!(
+                                "; {} of {} channels had not ended {:?} after `exit` \
+                                 (closed, and left to the connection's close)",
+                                s.not_ended,
+                                warm + n,
+                                pooled::END_WAIT
+                            )
+                        }
+                    ),
+                );
+                row.ratio = share(s.prompt.p50);
+                row
+            }
+            Err(e) => Row::error(name, &e),
+        });
+
+        let name = "  compare: exec channel `bash -lc true` (no PTY)";
+        rows.push(match login {
+            Ok(s) => {
+                let baseline = match bare_true {
+                    Ok(t) => format!(
+                        "exec channel `true` (channel + `bash -c true`{}) p50 {}, so a \
+                         non-interactive login bash's startup (/etc/profile, \
+                         ~/.bash_profile or ~/.profile) costs ≈ {}",
+                        if label == "russh" {
+                            ""
+                        } else {
+                            ", native mux, no local process"
+                        },
+                        ms(t.p50),
+                        signed_ms(s.p50, t.p50)
+                    ),
+                    Err(e) => format!("exec channel `true`: {e}"),
+                };
+                let mut row = Row::latency(
+                    name,
+                    &s,
+                    format!("same bare connection; {baseline}{environment}"),
+                );
+                row.ratio = share(s.p50);
+                row
+            }
+            Err(e) => Row::error(name, &e),
+        });
+        rows
+    }
+
+    /// Row 1b: a session over its own `OpenSshTransport`, opened like the bench session
+    /// (`open_with_transport`), exec `true`; the session and its master are closed after.
+    async fn openssh_exec_samples(&self, warm: usize, n: usize) -> Result<Stats, String> {
+        let transport = connect_bare(self.openssh_opts).await?;
+        let name = "bench-openssh";
+        let opened = bounded(
+            self.manager.open_with_transport(
+                name,
+                endpoint(self.sshd),
+                transport.clone(),
+                SessionConfig::default(),
+            ),
+            "open the OpenSSH session",
+        )
+        .await;
+        let session = match opened {
+            Ok(Ok(session)) => session,
+            Ok(Err(e)) => {
+                let _ = bounded(transport.close(), "close the OpenSSH connection").await;
+                return Err(e.to_string());
+            }
+            Err(e) => {
+                let _ = bounded(transport.close(), "close the OpenSSH connection").await;
+                return Err(e);
+            }
+        };
+        let result = exec_samples(&session, "true", b"", warm, n).await;
+        let _ = bounded(self.manager.close(name), "close the OpenSSH session").await;
+        let _ = bounded(transport.close(), "close the OpenSSH connection").await;
+        result
     }
 
     /// Row 2: starts a ControlMaster, times `ssh -S ctl host true`, shuts the master down.
@@ -410,45 +751,29 @@ impl Bench<'_> {
         Ok((Stats::of(&samples).ok_or("no samples")?, pid))
     }
 
-    /// Row 3: `transport::run(.., "true")` on the session's connection.
-    async fn channel_samples(&self, warm: usize, n: usize) -> Result<Stats, String> {
-        let mut samples = Vec::with_capacity(n);
-        for i in 0..warm + n {
-            let start = Instant::now();
-            let out = bounded(transport::run(self.transport, "true"), "exec channel")
-                .await?
-                .map_err(|e| e.to_string())?;
-            let took = start.elapsed();
-            if out.exit_status != Some(0) {
-                return Err(format!("exec channel `true`: {out:?}"));
-            }
-            if i >= warm {
-                samples.push(took);
-            }
-        }
-        Stats::of(&samples).ok_or_else(|| "no samples".into())
-    }
-
-    /// Row 4: `SessionManager::open` to a ready session (timed), then `close` (timed apart).
-    /// Each iteration first times a bare `RusshTransport::connect` (then closes it), so the
-    /// open time can be split into connection and shell start.
-    async fn open_samples(&self, warm: usize, n: usize) -> Result<OpenSamples, String> {
+    /// Rows 4 and 4b: `SessionManager::open` to a ready session (timed), then `close`
+    /// (timed apart). Each iteration first times a bare connect of the same backend (then
+    /// closes it), so the open time can be split into connection and shell start.
+    async fn open_samples(
+        &self,
+        opts: &ConnectOptions,
+        warm: usize,
+        n: usize,
+    ) -> Result<OpenSamples, String> {
         let mut opens = Vec::with_capacity(n);
         let mut closes = Vec::with_capacity(n);
         let mut connects = Vec::with_capacity(n);
         for i in 0..warm + n {
             let start = Instant::now();
-            let bare = bounded(RusshTransport::connect(self.opts), "connect")
-                .await?
-                .map_err(|e| e.to_string())?;
+            let bare = connect_bare(opts).await?;
             let connected = start.elapsed();
             bounded(bare.close(), "close the bare connection").await?;
 
-            let name = format!("bench-open-{i}");
+            let name = format!("bench-open-{}-{i}", opts.transport);
             let start = Instant::now();
             bounded(
                 self.manager
-                    .open(&name, self.opts.clone(), SessionConfig::default()),
+                    .open(&name, opts.clone(), SessionConfig::default()),
                 "open",
             )
             .await?
@@ -690,13 +1015,45 @@ impl Bench<'_> {
     }
 }
 
+/// Rows 1 and 1b: `exec` wall time per call, output and exit code checked after each timing.
+async fn exec_samples(
+    session: &ShellSession,
+    command: &str,
+    expect: &[u8],
+    warm: usize,
+    n: usize,
+) -> Result<Stats, String> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..warm + n {
+        let start = Instant::now();
+        let result = bounded(
+            session.exec(command, ExecOptions::timeout(OP_LIMIT)),
+            command,
+        )
+        .await?
+        .map_err(|e| e.to_string())?;
+        let took = start.elapsed();
+        if result.is_running() || result.exit_code != Some(0) || result.output != expect {
+            return Err(format!(
+                "{command:?}: unexpected result {:?} exit {:?}",
+                result.text(),
+                result.exit_code
+            ));
+        }
+        if i >= warm {
+            samples.push(took);
+        }
+    }
+    Stats::of(&samples).ok_or_else(|| "no samples".into())
+}
+
 /// Row 4's samples.
 struct OpenSamples {
     /// `SessionManager::open` to a ready session.
     open: Stats,
     /// `SessionManager::close` right after.
     close: Stats,
-    /// A bare `RusshTransport::connect`.
+    /// A bare connect of the same backend.
     connect: Stats,
 }
 
@@ -724,6 +1081,41 @@ async fn bounded<T>(fut: impl Future<Output = T>, what: &str) -> Result<T, Strin
         .map_err(|_| format!("{what}: no answer within {OP_LIMIT:?}"))
 }
 
+/// A new connection with the backend `opts` asks for, bounded by [`OP_LIMIT`].
+async fn connect_bare(opts: &ConnectOptions) -> Result<Arc<dyn Transport>, String> {
+    Ok(match opts.transport {
+        TransportKind::Russh => Arc::new(
+            bounded(RusshTransport::connect(opts), "russh connect")
+                .await?
+                .map_err(|e| e.to_string())?,
+        ),
+        TransportKind::OpenSsh => Arc::new(
+            bounded(OpenSshTransport::connect(opts), "OpenSSH connect")
+                .await?
+                .map_err(|e| e.to_string())?,
+        ),
+    })
+}
+
+/// Where the kit's sshd is, as a session reports it.
+fn endpoint(sshd: &Sshd) -> Endpoint {
+    Endpoint {
+        host: sshd.host().into(),
+        user: sshd.user(),
+        port: sshd.port(),
+    }
+}
+
+/// Connect options for the kit's sshd with the OpenSSH backend. [`connect_options`]
+/// already gives `ssh` everything it needs (`-p`, `-l`, `-i KEY` with `IdentitiesOnly`,
+/// `UserKnownHostsFile` with strict checking, `IdentityAgent=none`, `ConnectTimeout`);
+/// `-F /dev/null` keeps the user's `~/.ssh/config` out, as the kit's own `ssh` calls do.
+fn openssh_options(sshd: &Sshd) -> ConnectOptions {
+    connect_options(sshd)
+        .transport(TransportKind::OpenSsh)
+        .config_file("/dev/null")
+}
+
 /// Connect options for the kit's sshd: its ed25519 user key and known_hosts, no agent.
 fn connect_options(sshd: &Sshd) -> ConnectOptions {
     ConnectOptions::new(sshd.host(), sshd.user())
@@ -734,9 +1126,20 @@ fn connect_options(sshd: &Sshd) -> ConnectOptions {
         .connect_timeout(OP_LIMIT)
 }
 
-/// A progress line on stderr (stdout holds only the results).
+/// `a − b` in milliseconds, with a sign when negative.
+fn signed_ms(a: Duration, b: Duration) -> String {
+    if a >= b {
+        ms(a - b)
+    } else {
+        format!("−{}", ms(b - a))
+    }
+}
+
+/// A progress line on stderr (stdout holds only the results). Each line carries the seconds since the first one, so slow phases show.
 fn progress(what: &str) {
-    eprintln!("[bench] {what}");
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let since = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("[bench {since:>6.1}s] {what}");
 }
 
 /// The header: when, where, with what, and the issue's targets.
@@ -760,10 +1163,13 @@ fn header(plan: &Plan, port: u16, home: &str, shell: &str, load: &str) -> String
          kernel {kernel}, {cpus} CPUs, {openssh}; load average at start: {load}; mode: {mode}\n\n\
          server: the test kit's OpenSSH sshd on 127.0.0.1:{port} (loopback), one sshd for all \
          rows; HOME={home} with an empty .bashrc; login shell {shell}. Session: russh, \
-         TCP_NODELAY, PTY 200×50 xterm-256color, echo off. Throughput payload: {bytes} NUL bytes \
-         from `head -c {bytes} /dev/zero`.\n\n\
+         TCP_NODELAY, PTY 200×50 xterm-256color, echo off; \"OpenSSH backend\" rows: \
+         `TransportKind::OpenSsh` (a ControlMaster the library starts, `-F /dev/null`, every \
+         channel opened through the master's socket). Throughput payload: {bytes} NUL \
+         bytes from `head -c {bytes} /dev/zero`.\n\n\
          targets (issue): exec p50 ≤ {exec} ms; ≥ {cm}× faster than ControlMaster; connect→ready \
-         ≤ {connect} ms; throughput ≥ {tp}× OpenSSH same path (PTY); first byte ≤ {fb} ms",
+         ≤ {connect} ms; throughput ≥ {tp}× OpenSSH same path (PTY); first byte ≤ {fb} ms; \
+         OpenSSH backend exec p50 ≤ {oe}× russh; pooled open (2nd..20th session) p50 ≤ {po} ms",
         date = utc_now(),
         bytes = plan.bytes,
         exec = EXEC_TARGET.as_secs_f64() * 1e3,
@@ -771,6 +1177,8 @@ fn header(plan: &Plan, port: u16, home: &str, shell: &str, load: &str) -> String
         connect = CONNECT_TARGET.as_millis(),
         tp = THROUGHPUT_TARGET,
         fb = FIRST_BYTE_TARGET.as_millis(),
+        oe = OPENSSH_EXEC_TARGET,
+        po = POOLED_OPEN_TARGET.as_millis(),
     )
 }
 
@@ -801,4 +1209,38 @@ fn login_shell(user: &str) -> String {
                 .map(|f| format!("{} ({user})", f[6]))
         })
         .unwrap_or_else(|| format!("? ({user})"))
+}
+
+/// This process's children that are still running (`comm(pid)`, zombies left out), or
+/// `none`: every ssh client, ControlMaster and sshd the bench started must be gone.
+fn leftover_children() -> String {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return "? (no /proc)".into();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("?", |(_, c)| c);
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next());
+        if ppid == Some(me.as_str()) && state != Some("Z") {
+            found.push(format!("{comm}({pid})"));
+        }
+    }
+    if found.is_empty() {
+        "none".into()
+    } else {
+        found.join(", ")
+    }
 }

@@ -167,7 +167,12 @@ where
         // connection after `keepalive_max` unanswered ones, which ends every channel and
         // so starts the sessions' reconnection.
         keepalive_interval: opts.server_alive_interval,
-        keepalive_max: opts.server_alive_count_max as usize,
+        // russh gives up when *more than* keepalive_max probes went unanswered, i.e. after
+        // (max + 1) intervals; OpenSSH's ServerAliveCountMax means interval × count. Map
+        // it so a stalled link is declared dead at the same moment (0 would disable it).
+        keepalive_max: (opts.server_alive_count_max as usize)
+            .saturating_sub(1)
+            .max(1),
         ..Default::default()
     });
     let refusal = Arc::new(Mutex::new(None));
