@@ -216,35 +216,24 @@ impl ShellSession {
     ) -> std::result::Result<(), SpawnError> {
         let inner = &self.inner;
         let nonce = Nonce::random();
-        let generation = {
+        {
             let mut st = inner.lock();
-            st.generation += 1;
             st.parser = Some(MarkerParser::new(&nonce));
-            st.shell = Some(Shell {
-                input: channel.input.clone(),
-            });
             st.phase = Phase::Priming {
                 log: Vec::new(),
                 ready: None,
                 probed: false,
             };
-            st.exit_status = None;
-            st.exit_seen = false;
-            st.generation
-        };
-        let pump = tokio::spawn(pump(Arc::downgrade(inner), generation, channel.events));
-        inner
-            .pumps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(pump);
+        }
+        let input = channel.input.clone();
+        inner.adopt_channel(channel);
 
         let output = match inner.config.pty {
             Some(_) => Output::Pty,
             None => Output::Pipes,
         };
         let script = prime_script(&nonce, &inner.env_file_id, restore, output);
-        if let Err(e) = channel.input.write(script.as_bytes()).await {
+        if let Err(e) = input.write(script.as_bytes()).await {
             return Err(SpawnError::Failed(e));
         }
         let deadline = Instant::now() + inner.config.prime_timeout;
@@ -284,7 +273,7 @@ impl ShellSession {
             };
             match verdict {
                 Some(Err(SpawnError::NotPosix)) => {
-                    let _ = channel.input.close().await;
+                    let _ = input.close().await;
                     return Err(SpawnError::NotPosix);
                 }
                 Some(verdict) => return verdict,
@@ -299,7 +288,7 @@ impl ShellSession {
                     Phase::Priming { log, .. } => String::from_utf8_lossy(log).into_owned(),
                     _ => String::new(),
                 };
-                let _ = channel.input.close().await;
+                let _ = input.close().await;
                 return Err(SpawnError::Failed(Error::ShellNotReady {
                     session: inner.name.clone(),
                     timeout: inner.config.prime_timeout,
@@ -463,22 +452,8 @@ impl ShellSession {
             tracing::warn!(session = %inner.name, ?gap, "output missed while disconnected");
         }
         *inner.attachment.lock().unwrap_or_else(|p| p.into_inner()) = Some(attachment);
-        let generation = {
-            let mut st = inner.lock();
-            st.generation += 1;
-            st.shell = Some(Shell {
-                input: channel.input.clone(),
-            });
-            st.exit_status = None;
-            st.exit_seen = false;
-            st.generation
-        };
-        let pump = tokio::spawn(pump(Arc::downgrade(inner), generation, channel.events));
-        inner
-            .pumps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(pump);
+        // Same parser and phase: the stream continues where it stopped.
+        inner.adopt_channel(channel);
         Ok(true)
     }
 
@@ -704,6 +679,26 @@ impl ShellSession {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `channel` the session's shell: a new generation (so events of any earlier
+    /// channel are ignored from now on) and a pump feeding its output into the state.
+    fn adopt_channel(self: &Arc<Self>, channel: crate::transport::Channel) {
+        let generation = {
+            let mut st = self.lock();
+            st.generation += 1;
+            st.shell = Some(Shell {
+                input: channel.input.clone(),
+            });
+            st.exit_status = None;
+            st.exit_seen = false;
+            st.generation
+        };
+        let pump = tokio::spawn(pump(Arc::downgrade(self), generation, channel.events));
+        self.pumps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pump);
     }
 
     fn transport(&self) -> Arc<dyn Transport> {
