@@ -42,10 +42,14 @@
 //!
 //! The layers, bottom up:
 //! - [`transport`]: the pluggable [`Transport`] trait (one SSH connection that opens
-//!   channels) and its native [`russh`](transport::russh) backend.
+//!   channels) and its backends: native [`russh`](transport::russh) and the local OpenSSH
+//!   client ([`openssh`](transport::openssh)).
+//! - [`config`]: `~/.ssh/config` resolution (`ssh -G` as the authority) and host aliases.
+//! - [`persistent`]: shells that live in remote tmux and survive dropped links.
 //! - [`protocol`]: the marker/exec protocol spoken with the remote shell, pure and tested.
 //! - [`session`]: [`Session`] and its implementation [`ShellSession`] over any transport.
-//! - [`SessionManager`]: named sessions shared safely between tasks.
+//! - [`SessionManager`]: named sessions shared safely between tasks, on pooled connections
+//!   that reconnect by themselves.
 #![warn(missing_docs)]
 
 pub mod config;
