@@ -270,13 +270,7 @@ conformance! {
         // A full restart: the listener and every connection die; a new sshd starts on the
         // same port with the same keys (20 attempts ≈ 18 s: sshd starts slowly under load).
         let config = sshd.dir().join("sshd_config");
-        kill_children(sshd.pid());
-        let _ = std::process::Command::new("kill").arg("-9").arg(sshd.pid().to_string()).status();
-        let mut restarted = std::process::Command::new("/usr/sbin/sshd")
-            .arg("-D").arg("-e").arg("-f").arg(&config)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut restarted = restart_sshd(sshd.pid(), sshd.port(), &config).await;
         let recovered = events_until(&mut events, connected).await;
         assert!(recovered.len() >= 2, "{recovered:?}");
         assert_state(&s).await;
@@ -285,6 +279,46 @@ conformance! {
         let _ = restarted.kill();
         let _ = restarted.wait();
     }
+}
+
+/// Replaces the sshd `pid` by a new one on the same port with the same config and keys.
+/// The session's reconnects keep the old master forking: it is frozen first (SIGSTOP) so no
+/// child can be forked holding the listening socket, which would make the new sshd fail to
+/// bind. The new one is started again until it really listens (bounded).
+async fn restart_sshd(pid: u32, port: u16, config: &std::path::Path) -> std::process::Child {
+    let signal = |sig: &str, pid: u32| {
+        let _ = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .stderr(std::process::Stdio::null())
+            .status();
+    };
+    signal("-STOP", pid);
+    kill_children(pid);
+    signal("-KILL", pid);
+    for _ in 0..20 {
+        let mut child = std::process::Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(config)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // It could not bind yet: try again.
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return child;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the restarted sshd never listened on port {port}");
 }
 
 /// SIGKILL every direct child of `pid` (sshd's per-connection processes).
