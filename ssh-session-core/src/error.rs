@@ -117,6 +117,12 @@ pub enum Error {
         /// The server's reason.
         detail: String,
     },
+    /// A persistent session was asked for, but the remote host has no tmux.
+    #[error("{host}: persistent mode needs tmux on the remote host, which does not have it; install it there (apt-get install tmux, dnf install tmux, ...) or open the session without persistent mode")]
+    TmuxMissing {
+        /// Host as given.
+        host: String,
+    },
     /// A new command was issued while an earlier one still runs.
     #[error("session {session:?} is busy: {command:?} has been running for {running_for:?}. Read its output, send it input, or interrupt it before running another command")]
     Busy {

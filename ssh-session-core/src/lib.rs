@@ -65,7 +65,7 @@ pub use config::{
     list_host_aliases, resolve_host, ConfigResolver, HostAlias, ResolvedBy, ResolvedHost,
 };
 pub use error::{Error, Result};
-pub use manager::{validate_name, SessionManager};
+pub use manager::{validate_name, ConnectionInfo, SessionManager};
 pub use options::{
     local_user, ConnectOptions, HostKeyPolicy, IdentityFile, JumpHost, PasswordCallback,
 };

@@ -143,3 +143,37 @@ conformance! {
         assert!(!second.list_persistent(&opts(sshd)).await.unwrap().contains(&name));
     }
 }
+
+conformance! {
+    async fn a_host_without_tmux_is_refused_clearly_and_the_manager_keeps_working() {
+        // Commands on this sshd see a PATH with every program of /usr/bin except tmux.
+        let bin = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir("/usr/bin").unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != "tmux" {
+                std::os::unix::fs::symlink(entry.path(), bin.path().join(entry.file_name()))
+                    .unwrap();
+            }
+        }
+        let sshd = Sshd::start_with(SshdOptions {
+            extra_config: format!("SetEnv PATH={}:/usr/sbin:/sbin\n", bin.path().display()),
+            ..Default::default()
+        })
+        .unwrap();
+        let m = SessionManager::new();
+        let e = m.open("keep", opts(&sshd), persistent()).await.unwrap_err();
+        assert!(
+            matches!(e, ssh_session_core::Error::TmuxMissing { .. }),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(text.contains("install") && text.contains("without persistent mode"), "{text}");
+        assert!(m.names().is_empty(), "a failed open leaves no session behind");
+        let e = m.list_persistent(&opts(&sshd)).await.unwrap_err();
+        assert!(matches!(e, ssh_session_core::Error::TmuxMissing { .. }), "{e:?}");
+        // The name is free again and an ordinary session works on the same host.
+        let s = m.open("keep", opts(&sshd), SessionConfig::default()).await.unwrap();
+        assert_eq!(out(&s, "echo fine").await, "fine\n");
+        m.shutdown().await;
+    }
+}

@@ -176,6 +176,13 @@ conformance! {
             proxy.cut(CutMode::Reset).await;
             // Refused at least once before the server comes back.
             let first = events_until(&mut events, |s| matches!(s, SessionStatus::Reconnecting { attempt: 2, .. })).await;
+            // The lost connection stays listed, reconnecting with its session.
+            let during = m.connections();
+            assert!(
+                during.iter().any(|c| matches!(c.status, SessionStatus::Reconnecting { of: 8, .. })
+                    && c.sessions == ["flaky"]),
+                "{during:?}"
+            );
             proxy.refuse_new(false).await.unwrap();
             let mut all = first;
             all.extend(events_until(&mut events, connected).await);
@@ -189,6 +196,11 @@ conformance! {
         let sshd = Sshd::start().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (m, s, proxy) = recovering_session(&sshd, dir.path(), 3).await;
+        let before = m.connections();
+        assert_eq!(before.len(), 1, "{before:?}");
+        assert_eq!(before[0].status, SessionStatus::Connected);
+        assert_eq!(before[0].sessions, ["flaky"]);
+        assert!(before[0].connected_since.is_some());
         let mut events = s.subscribe_status();
         proxy.refuse_new(true).await.unwrap();
         proxy.cut(CutMode::Reset).await;
@@ -210,6 +222,14 @@ conformance! {
         let SessionStatus::Error { detail, .. } = &seen.last().unwrap().status else { unreachable!() };
         assert!(detail.contains("3 reconnect attempts"), "{detail}");
         assert!(s.info().last_error.is_some());
+        // The lost connection is listed in error, with the session's cause.
+        let lost = m.connections();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(lost[0].id, before[0].id);
+        assert!(
+            matches!(&lost[0].status, SessionStatus::Error { detail: d, .. } if d == detail),
+            "{lost:?}"
+        );
         let e = s.exec("true", ExecOptions::timeout(Duration::from_secs(2))).await.unwrap_err();
         assert!(matches!(e, Error::Disconnected { .. }) && e.to_string().contains("reconnect()"), "{e}");
         // The server is back: a manual reconnect restores everything.
@@ -231,7 +251,14 @@ conformance! {
         }
         result.unwrap();
         assert_state(&s).await;
+        // Replaced: one live connection with a new id, the dead one released.
+        let after = m.connections();
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_ne!(after[0].id, before[0].id);
+        assert_eq!(after[0].status, SessionStatus::Connected);
+        assert_eq!(after[0].sessions, ["flaky"]);
         m.shutdown().await;
+        assert!(m.connections().is_empty());
     }
 
     async fn a_command_in_flight_is_reported_lost_never_finished() {

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+mod connection;
 mod pool;
+
+pub use connection::ConnectionInfo;
 
 use crate::error::{Error, Result};
 use crate::options::ConnectOptions;
@@ -92,7 +95,7 @@ impl SessionManager {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let lease = Arc::new(self.inner.pool.acquire(connect).await?);
+            let lease = Arc::new(self.inner.pool.acquire(connect, name).await?);
             let transport: Arc<dyn Transport> = lease.clone();
             match ShellSession::start(name, endpoint.clone(), transport, config.clone()).await {
                 Err(Error::ChannelRefused { .. }) if attempt < ATTEMPTS => lease.mark_full(),
@@ -101,11 +104,14 @@ impl SessionManager {
                     // handed out again, and sessions cut off together share the new one.
                     let pool = self.inner.pool.clone();
                     let opts = connect.clone();
+                    let holder = name.to_string();
                     session.set_reconnector(Arc::new(move || {
                         let pool = pool.clone();
                         let opts = opts.clone();
+                        let holder = holder.clone();
                         Box::pin(async move {
-                            let lease: Arc<dyn Transport> = Arc::new(pool.acquire(&opts).await?);
+                            let lease: Arc<dyn Transport> =
+                                Arc::new(pool.acquire(&opts, &holder).await?);
                             Ok(lease)
                         })
                     }));
@@ -119,7 +125,11 @@ impl SessionManager {
     /// The persistent (tmux) sessions that survive on the host `connect` reaches, by name:
     /// open a session of one of these names with `persistent: true` to re-adopt it.
     pub async fn list_persistent(&self, connect: &ConnectOptions) -> Result<Vec<String>> {
-        let lease = self.inner.pool.acquire(connect).await?;
+        let lease = self
+            .inner
+            .pool
+            .acquire(connect, "(list_persistent)")
+            .await?;
         let names = crate::persistent::list(&lease).await;
         lease.close().await;
         names
@@ -141,6 +151,30 @@ impl SessionManager {
     /// How many SSH connections the pool holds open.
     pub fn connection_count(&self) -> usize {
         self.inner.pool.connections()
+    }
+
+    /// Every pooled SSH connection with its status and the sessions on it, oldest first.
+    /// A lost connection stays listed while its sessions reconnect (status
+    /// `Reconnecting { attempt, of }`) or after they gave up (`Error` with the cause), until
+    /// they get a new one or close.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        let statuses: BTreeMap<String, (SessionStatus, Option<(String, SystemTime)>)> = self
+            .read()
+            .iter()
+            .filter_map(|(name, slot)| match slot {
+                Slot::Open(session) => {
+                    let info = session.info();
+                    Some((name.clone(), (info.status, info.last_error)))
+                }
+                Slot::Opening { .. } => None,
+            })
+            .collect();
+        self.inner
+            .pool
+            .snapshot()
+            .into_iter()
+            .map(|entry| ConnectionInfo::derive(entry, &statuses))
+            .collect()
     }
 
     /// Opens a session named `name` over an already connected transport (any backend).

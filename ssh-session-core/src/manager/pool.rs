@@ -7,8 +7,9 @@
 //! closes when its last lease is released.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
@@ -56,12 +57,18 @@ impl PoolKey {
 
 /// One pooled connection (or one being established).
 struct Entry {
+    /// Stable for the connection's life, so listings can tell a replacement from the original.
+    id: u64,
     key: PoolKey,
     /// How it was made, to make a sibling when it is full.
     opts: ConnectOptions,
     transport: OnceCell<Arc<dyn Transport>>,
     leases: AtomicUsize,
     full: AtomicBool,
+    /// Who holds the leases (session names; one per lease, so duplicates are possible).
+    holders: Mutex<Vec<String>>,
+    /// When the handshake completed.
+    connected_at: Mutex<Option<SystemTime>>,
 }
 
 impl Entry {
@@ -78,16 +85,48 @@ pub(crate) async fn connect(opts: &ConnectOptions) -> Result<Arc<dyn Transport>>
     })
 }
 
+/// Where a pooled connection stands, as the pool sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LinkState {
+    /// Handshake in progress.
+    Connecting,
+    /// Up.
+    Live,
+    /// Lost or closed, but still leased (its sessions are reconnecting or gave up).
+    Dead,
+}
+
+/// A snapshot of one pooled connection.
+#[derive(Clone, Debug)]
+pub(crate) struct EntrySnapshot {
+    pub id: u64,
+    pub kind: TransportKind,
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    pub jumps: Vec<JumpHost>,
+    pub state: LinkState,
+    pub full: bool,
+    pub connected_at: Option<SystemTime>,
+    pub holders: Vec<String>,
+}
+
 /// The pool. Cheap to share; its lock is held only to pick or create an entry, never
 /// across a handshake or any other network round trip.
 #[derive(Default)]
 pub(crate) struct Pool {
     entries: Mutex<HashMap<PoolKey, Vec<Arc<Entry>>>>,
+    next_id: AtomicU64,
 }
 
 impl Pool {
-    /// A lease on a live connection for `opts`, connecting if none is usable.
-    pub(crate) async fn acquire(self: &Arc<Self>, opts: &ConnectOptions) -> Result<Lease> {
+    /// A lease for `holder` (a session name) on a live connection for `opts`, connecting
+    /// if none is usable.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        opts: &ConnectOptions,
+        holder: &str,
+    ) -> Result<Lease> {
         let key = PoolKey::of(opts);
         let entry = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -97,35 +136,51 @@ impl Pool {
                 Some(e) => e.clone(),
                 None => {
                     let e = Arc::new(Entry {
+                        id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
                         key,
                         opts: opts.clone(),
                         transport: OnceCell::new(),
                         leases: AtomicUsize::new(0),
                         full: AtomicBool::new(false),
+                        holders: Mutex::new(Vec::new()),
+                        connected_at: Mutex::new(None),
                     });
                     list.push(e.clone());
                     e
                 }
             };
             entry.leases.fetch_add(1, Ordering::AcqRel);
+            lock(&entry.holders).push(holder.to_string());
             entry
         };
         // Everyone who picked this entry waits on the same handshake.
-        match entry.transport.get_or_try_init(|| connect(opts)).await {
+        let handshake = entry.transport.get_or_try_init(|| async {
+            let transport = connect(opts).await?;
+            *lock(&entry.connected_at) = Some(SystemTime::now());
+            Ok(transport)
+        });
+        match handshake.await {
             Ok(transport) => Ok(Lease {
                 transport: transport.clone(),
                 entry,
+                holder: holder.to_string(),
                 pool: Arc::downgrade(self),
                 released: AtomicBool::new(false),
             }),
             Err(e) => {
-                self.release(&entry).await;
+                self.release(&entry, holder).await;
                 Err(e)
             }
         }
     }
 
-    async fn release(&self, entry: &Arc<Entry>) {
+    async fn release(&self, entry: &Arc<Entry>, holder: &str) {
+        {
+            let mut holders = lock(&entry.holders);
+            if let Some(i) = holders.iter().position(|h| h == holder) {
+                holders.remove(i);
+            }
+        }
         if entry.leases.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
@@ -146,6 +201,33 @@ impl Pool {
         }
     }
 
+    /// Every connection the pool holds, established or not, oldest first.
+    pub(crate) fn snapshot(&self) -> Vec<EntrySnapshot> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<EntrySnapshot> = entries
+            .values()
+            .flatten()
+            .map(|e| EntrySnapshot {
+                id: e.id,
+                kind: e.key.kind,
+                user: e.key.user.clone(),
+                host: e.key.host.clone(),
+                port: e.key.port,
+                jumps: e.key.jumps.clone(),
+                state: match e.transport.get() {
+                    None => LinkState::Connecting,
+                    Some(t) if t.is_closed() => LinkState::Dead,
+                    Some(_) => LinkState::Live,
+                },
+                full: e.full.load(Ordering::Acquire),
+                connected_at: *lock(&e.connected_at),
+                holders: lock(&e.holders).clone(),
+            })
+            .collect();
+        list.sort_by_key(|e| e.id);
+        list
+    }
+
     /// Live connections (for listings and tests).
     pub(crate) fn connections(&self) -> usize {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,6 +245,7 @@ impl Pool {
 pub(crate) struct Lease {
     transport: Arc<dyn Transport>,
     entry: Arc<Entry>,
+    holder: String,
     pool: Weak<Pool>,
     released: AtomicBool,
 }
@@ -177,7 +260,7 @@ impl Lease {
     async fn sibling(&self) -> Result<Lease> {
         self.mark_full();
         let pool = self.pool.upgrade().ok_or(Error::ShutDown)?;
-        pool.acquire(&self.entry.opts).await
+        pool.acquire(&self.entry.opts, &self.holder).await
     }
 }
 
@@ -246,7 +329,7 @@ impl Transport for Lease {
             return;
         }
         if let Some(pool) = self.pool.upgrade() {
-            pool.release(&self.entry).await;
+            pool.release(&self.entry, &self.holder).await;
         } else {
             self.transport.close().await;
         }
@@ -270,4 +353,8 @@ impl EventSource for HeldEvents {
         }
         event
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

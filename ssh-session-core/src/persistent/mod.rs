@@ -268,11 +268,13 @@ impl TmuxShell {
             Ok(h) => h,
             Err(e) => {
                 let _ = reader.input.close().await;
-                return Err(refused(if e.starts_with("notmux") {
-                    missing_tmux()
+                return Err(if e.starts_with("notmux") {
+                    Error::TmuxMissing {
+                        host: transport.describe(),
+                    }
                 } else {
-                    e
-                }));
+                    refused(e)
+                });
             }
         };
 
@@ -353,10 +355,8 @@ impl TmuxShell {
         let out = run(transport, &script::list(&self.socket)).await?;
         let text = String::from_utf8_lossy(&out.stdout);
         if text.starts_with(script::HEADER_ERR) {
-            return Err(Error::ChannelRefused {
+            return Err(Error::TmuxMissing {
                 host: transport.describe(),
-                what: "a list of persistent (tmux) shells".into(),
-                detail: missing_tmux(),
             });
         }
         let mut names: Vec<String> = text.lines().filter_map(script::our_name).collect();
@@ -372,10 +372,8 @@ impl TmuxShell {
         let out = run(transport, &script::kill(&self.socket, name)).await?;
         let text = String::from_utf8_lossy(&out.stdout);
         if text.starts_with(script::HEADER_ERR) {
-            return Err(Error::ChannelRefused {
+            return Err(Error::TmuxMissing {
                 host: transport.describe(),
-                what: format!("killing persistent (tmux) shell {name:?}"),
-                detail: missing_tmux(),
             });
         }
         Ok(text.contains("killed"))
@@ -389,8 +387,4 @@ impl TmuxShell {
             ),
         })
     }
-}
-
-fn missing_tmux() -> String {
-    "tmux is not installed on the remote host; install it (apt-get install tmux, dnf install tmux, ...) or use a non-persistent session".into()
 }

@@ -56,21 +56,55 @@ pub(super) fn config_text(dir: &Path, home: &Path, port: u16, opts: &SshdOptions
         "MaxAuthTries 20".into(),
         format!("SetEnv \"HOME={}\"", home.display()),
     ];
-    let overridden = top_level_keywords(&opts.extra_config);
+    let (extra, extra_env) = split_setenv(&opts.extra_config);
+    let overridden = top_level_keywords(&extra);
     let mut text = String::from("# Written by ssh-session-testkit.\n");
     for line in defaults {
         let keyword = line.split_whitespace().next().unwrap_or("").to_lowercase();
-        // The kit must know where sshd listens; SetEnv lines accumulate, so
-        // the user's own SetEnv must not drop the kit's HOME.
-        let pinned = matches!(keyword.as_str(), "port" | "listenaddress" | "setenv");
+        // The kit must know where sshd listens. sshd keeps only the first `SetEnv` line,
+        // so the caller's variables join the kit's HOME on that one line.
+        if keyword == "setenv" {
+            text += &line;
+            for value in &extra_env {
+                text.push(' ');
+                text += value;
+            }
+            text.push('\n');
+            continue;
+        }
+        let pinned = matches!(keyword.as_str(), "port" | "listenaddress");
         if pinned || !overridden.contains(&keyword) {
             text += &line;
             text.push('\n');
         }
     }
-    text += &opts.extra_config;
+    text += &extra;
     text.push('\n');
     text
+}
+
+/// `config` without its top-level `SetEnv` lines, and those lines' values.
+fn split_setenv(config: &str) -> (String, Vec<String>) {
+    let mut rest = String::new();
+    let mut env = Vec::new();
+    let mut in_match = false;
+    for line in config.lines() {
+        let trimmed = line.trim_start();
+        let keyword = trimmed
+            .split([' ', '\t', '='])
+            .next()
+            .unwrap_or("")
+            .to_lowercase();
+        in_match |= keyword == "match";
+        if keyword == "setenv" && !in_match {
+            let value = trimmed[keyword.len()..].trim_start_matches([' ', '\t', '=']);
+            env.push(value.trim_end().to_string());
+        } else {
+            rest += line;
+            rest.push('\n');
+        }
+    }
+    (rest, env)
 }
 
 /// Lower-cased keywords of `config` lines before its first `Match`.
@@ -159,5 +193,27 @@ pub(super) fn launch(dir: &Path, config: &Path, port: u16) -> io::Result<Child> 
             ));
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setenv_lines_join_the_kits_single_setenv_line() {
+        let opts = SshdOptions {
+            extra_config: "SetEnv A=1\nMaxStartups 5\nSetEnv=B=2 C=3\nMatch User x\n  SetEnv D=4\n"
+                .into(),
+            ..Default::default()
+        };
+        let text = config_text(Path::new("/d"), Path::new("/h"), 2222, &opts);
+        let setenv: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().to_lowercase().starts_with("setenv"))
+            .collect();
+        // sshd honours only the first top-level SetEnv; the Match block's own stays.
+        assert_eq!(setenv, ["SetEnv \"HOME=/h\" A=1 B=2 C=3", "  SetEnv D=4"]);
+        assert!(text.contains("MaxStartups 5") && !text.contains("MaxStartups 200"));
     }
 }
