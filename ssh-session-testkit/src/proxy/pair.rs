@@ -116,6 +116,7 @@ async fn read_side(
         unblocked(&mut faults).await;
         buf.reserve(CHUNK);
         let n = from.read_buf(&mut buf).await?;
+        quick_ack(from.as_ref());
         let due = Instant::now() + faults.borrow().delay;
         let data = (n > 0).then(|| buf.split().freeze());
         // A closed queue means the write side failed; its error ends the pair.
@@ -199,3 +200,26 @@ fn finish(socket: &TcpStream) {
         }
     }
 }
+
+/// Acknowledges what was just read at once, as the client does (see the core's
+/// `QuickAckStream`): otherwise sshd's Nagle-held second packet during login waits for our
+/// delayed ACK (40 ms), and every connect through the proxy is ~40 ms slower than without it.
+/// `TCP_QUICKACK` is not sticky, so it is re-armed after every read.
+#[cfg(target_os = "linux")]
+fn quick_ack(socket: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a correctly sized option value; failure is harmless.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quick_ack(_socket: &TcpStream) {}
