@@ -236,11 +236,21 @@ impl ConfigResolver {
             match run_ssh_g(&program, &first.alias, None, None, config_file).await? {
                 SshG::NotInstalled => self.not_installed(program)?,
                 SshG::Resolved(first_dump) => {
-                    let rest: Vec<Result<SshG>> = stream::iter(aliases[1..].iter())
-                        .map(|a| run_ssh_g(&program, &a.alias, None, None, config_file))
-                        .buffered(LIST_CONCURRENCY)
-                        .collect()
-                        .await;
+                    // Owned inputs: a closure borrowing them makes the future `Send` only
+                    // for one lifetime, which callers that spawn it cannot use.
+                    let names: Vec<String> = aliases[1..].iter().map(|a| a.alias.clone()).collect();
+                    let file = config_file.map(Path::to_path_buf);
+                    let rest: Vec<Result<SshG>> =
+                        stream::iter(names)
+                            .map(|alias| {
+                                let (program, file) = (program.clone(), file.clone());
+                                async move {
+                                    run_ssh_g(&program, &alias, None, None, file.as_deref()).await
+                                }
+                            })
+                            .buffered(LIST_CONCURRENCY)
+                            .collect()
+                            .await;
                     let mut dumps = vec![first_dump];
                     for r in rest {
                         match r? {
