@@ -1,0 +1,228 @@
+//! The server's configuration: a TOML file (every key optional, unknown keys refused so a
+//! typo is an error and not a silently ignored setting), then flags and environment.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use ssh_session_core::{HostKeyPolicy, ReconnectPolicy, TransportKind};
+
+use crate::error::{McpError, Result};
+use crate::policy::PolicyConfig;
+
+/// Everything the server can be told. `Config::default()` is what runs without a file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Backend for new sessions: `"russh"` (default) or `"openssh"`.
+    pub transport: String,
+    /// The OpenSSH client config for host aliases (default `~/.ssh/config`).
+    pub ssh_config: Option<PathBuf>,
+    /// known_hosts file (default `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// `"strict"` (default: unknown hosts refused) or `"accept-new"` (recorded on first
+    /// use). A changed host key is always refused.
+    pub host_key_policy: String,
+    /// Offer the ssh-agent's keys (default true).
+    pub use_agent: bool,
+    /// Limit for connecting and authenticating, in milliseconds (default 10000).
+    pub connect_timeout_ms: u64,
+    /// Default `ssh_exec` timeout in milliseconds (default 30000); after it the command
+    /// keeps running and the result says `running: true`.
+    pub exec_timeout_ms: u64,
+    /// Default cap on returned output, in characters (default 30000).
+    pub max_output_chars: usize,
+    /// Keepalive probe interval in seconds (default 30; 1 at the least); the link is
+    /// declared dead after `keepalive_count_max` unanswered probes (default 3).
+    pub keepalive_interval_s: u64,
+    /// See `keepalive_interval_s`.
+    pub keepalive_count_max: u32,
+    /// Automatic reconnection.
+    pub reconnect: ReconnectConfig,
+    /// Hosts, commands and tools allowed.
+    pub policy: PolicyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            transport: "russh".into(),
+            ssh_config: None,
+            known_hosts: None,
+            host_key_policy: "strict".into(),
+            use_agent: true,
+            connect_timeout_ms: 10_000,
+            exec_timeout_ms: 30_000,
+            max_output_chars: 30_000,
+            keepalive_interval_s: 30,
+            keepalive_count_max: 3,
+            reconnect: ReconnectConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// `[reconnect]`: exponential backoff after a lost connection.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconnectConfig {
+    /// Attempts before the session's status becomes `error` (default 3; 0 turns it off).
+    pub max_attempts: u32,
+    /// Delay before the second attempt, in milliseconds (default 500).
+    pub initial_delay_ms: u64,
+    /// Growth per attempt (default 2.0).
+    pub factor: f64,
+    /// Largest delay in milliseconds (default 10000).
+    pub max_delay_ms: u64,
+    /// Random spread of each delay, as a fraction (default 0.2).
+    pub jitter: f64,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        let p = ReconnectPolicy::default();
+        ReconnectConfig {
+            max_attempts: p.max_attempts,
+            initial_delay_ms: p.initial_delay.as_millis() as u64,
+            factor: p.factor,
+            max_delay_ms: p.max_delay.as_millis() as u64,
+            jitter: p.jitter,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| McpError::Config {
+            detail: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Config::parse(&text).map_err(|e| McpError::Config {
+            detail: format!("{}: {e}", path.display()),
+        })
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> std::result::Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses values that cannot work, saying which and why.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        self.transport_kind()?;
+        self.key_policy()?;
+        if self.keepalive_interval_s == 0 || self.keepalive_count_max == 0 {
+            return Err("keepalive_interval_s and keepalive_count_max must be at least 1".into());
+        }
+        if !(self.reconnect.factor >= 1.0 && (0.0..=1.0).contains(&self.reconnect.jitter)) {
+            return Err("reconnect.factor must be ≥ 1 and reconnect.jitter within 0..1".into());
+        }
+        if self.max_output_chars < crate::render::MIN_CHARS {
+            return Err(format!(
+                "max_output_chars must be at least {}",
+                crate::render::MIN_CHARS
+            ));
+        }
+        self.policy.compile().map(|_| ())
+    }
+
+    /// The configured backend.
+    pub fn transport_kind(&self) -> std::result::Result<TransportKind, String> {
+        parse_transport(&self.transport)
+    }
+
+    /// The configured host key policy.
+    pub fn key_policy(&self) -> std::result::Result<HostKeyPolicy, String> {
+        match self.host_key_policy.as_str() {
+            "strict" => Ok(HostKeyPolicy::Strict),
+            "accept-new" => Ok(HostKeyPolicy::AcceptNew),
+            other => Err(format!(
+                "host_key_policy {other:?} is not one of \"strict\", \"accept-new\""
+            )),
+        }
+    }
+
+    /// The reconnect policy for new sessions.
+    pub fn reconnect_policy(&self) -> ReconnectPolicy {
+        let r = &self.reconnect;
+        ReconnectPolicy {
+            max_attempts: r.max_attempts,
+            initial_delay: Duration::from_millis(r.initial_delay_ms),
+            factor: r.factor,
+            max_delay: Duration::from_millis(r.max_delay_ms),
+            jitter: r.jitter,
+        }
+    }
+}
+
+/// `"russh"` or `"openssh"`.
+pub fn parse_transport(name: &str) -> std::result::Result<TransportKind, String> {
+    match name {
+        "russh" => Ok(TransportKind::Russh),
+        "openssh" => Ok(TransportKind::OpenSsh),
+        other => Err(format!(
+            "transport {other:?} is not one of \"russh\", \"openssh\""
+        )),
+    }
+}
+
+/// `~/x` → `$HOME/x`.
+pub fn expand_home(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        Config::default().check().unwrap();
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let c = Config::parse(
+            r#"
+            transport = "openssh"
+            host_key_policy = "accept-new"
+            exec_timeout_ms = 5000
+            max_output_chars = 10000
+            [reconnect]
+            max_attempts = 5
+            [policy]
+            allowed_hosts = ["*.example.com", "localhost"]
+            disabled_tools = ["ssh_send_input"]
+            [[policy.hosts]]
+            pattern = "prod-*"
+            read_only = true
+            deny = ["rm *"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.transport_kind().unwrap(), TransportKind::OpenSsh);
+        assert_eq!(c.reconnect_policy().max_attempts, 5);
+        assert_eq!(c.policy.hosts[0].deny, ["rm *"]);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = Config::parse("transprot = \"russh\"").unwrap_err();
+        assert!(e.contains("transprot"), "{e}");
+        let e = Config::parse("transport = \"telnet\"").unwrap_err();
+        assert!(e.contains("telnet"), "{e}");
+        let e = Config::parse("[policy]\nallowed_hosts = [\"[\"]").unwrap_err();
+        assert!(e.contains("allowed_hosts"), "{e}");
+        let e = Config::parse("max_output_chars = 5").unwrap_err();
+        assert!(e.contains("max_output_chars"), "{e}");
+    }
+}

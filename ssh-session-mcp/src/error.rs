@@ -1,0 +1,81 @@
+//! The server's errors. Tool failures become MCP tool errors (`isError`) whose text says
+//! what failed and what to do; startup failures end the process with that text.
+
+use std::net::SocketAddr;
+
+/// Everything that can fail in the MCP server.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    /// The library refused or failed (its messages name the host/session and the fix).
+    #[error(transparent)]
+    Session(#[from] ssh_session_core::Error),
+    /// The configuration file or flags are wrong.
+    #[error("configuration: {detail}")]
+    Config {
+        /// What is wrong and where.
+        detail: String,
+    },
+    /// The server's policy refuses the request.
+    #[error("{detail}")]
+    Policy {
+        /// Which rule and what to do.
+        detail: String,
+    },
+    /// A tool argument is out of range or malformed.
+    #[error("invalid argument {name}: {detail}")]
+    InvalidArgument {
+        /// The argument.
+        name: &'static str,
+        /// Why, and what is accepted.
+        detail: String,
+    },
+    /// A command was issued while another one owns the session.
+    #[error("session {session:?} is busy: `{command}` is still running (for {seconds:.1} s). Follow it with ssh_read_output, answer it with ssh_send_input, or stop it with ssh_interrupt; then run the next command")]
+    Busy {
+        /// The session.
+        session: String,
+        /// The running command.
+        command: String,
+        /// How long it has run.
+        seconds: f64,
+    },
+    /// Input or an interrupt with no command running.
+    #[error("session {session:?} has no running command; use ssh_exec to run one")]
+    NotRunning {
+        /// The session.
+        session: String,
+    },
+    /// The link died while the command ran: its outcome is unknown.
+    #[error("the connection was lost while `{command}` ran on session {session:?}; its outcome is unknown (it may have been killed, or finished unseen). The session reconnects by itself with cwd and exported variables restored; background jobs were lost. Output before the loss:\n{output}")]
+    LinkLost {
+        /// The session.
+        session: String,
+        /// The command.
+        command: String,
+        /// What it printed before the loss (rendered).
+        output: String,
+    },
+    /// The HTTP listener could not start.
+    #[error("cannot listen on {addr}: {source}; choose another port with --http 127.0.0.1:PORT")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving the protocol failed.
+    #[error("MCP transport failed: {detail}")]
+    Transport {
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, McpError>;
+
+impl From<McpError> for String {
+    fn from(e: McpError) -> String {
+        e.to_string()
+    }
+}

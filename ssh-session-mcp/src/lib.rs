@@ -1,0 +1,64 @@
+//! An MCP server that gives AI agents persistent, exact SSH sessions: a thin
+//! [`rmcp`] layer over one shared [`ssh_session_core::SessionManager`].
+//!
+//! ```no_run
+//! use ssh_session_mcp::{serve_stdio, Config, SshSessionServer};
+//!
+//! # async fn demo() -> Result<(), ssh_session_mcp::McpError> {
+//! let server = SshSessionServer::new(ssh_session_core::SessionManager::new(), Config::default())?;
+//! serve_stdio(server).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - [`tools`]: the tool contract (names and fields are a stable interface).
+//! - [`render`]: output made fit for a language model (escapes stripped, capped).
+//! - [`config`] and [`policy`]: the TOML configuration and its guard-rails.
+//! - [`http`]: streamable HTTP with a bearer token, next to the default stdio.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod policy;
+pub mod render;
+pub mod tools;
+
+pub use config::Config;
+pub use error::{McpError, Result};
+pub use tools::SshSessionServer;
+
+use rmcp::ServiceExt;
+
+/// Serves `server` over stdin/stdout until the client disconnects, then closes every
+/// session (persistent ones keep their remote tmux session).
+pub async fn serve_stdio(server: SshSessionServer) -> Result<()> {
+    let manager = server.manager().clone();
+    let running =
+        server
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|e| McpError::Transport {
+                detail: e.to_string(),
+            })?;
+    let outcome = running.waiting().await;
+    shutdown(&manager).await;
+    outcome.map(|_| ()).map_err(|e| McpError::Transport {
+        detail: e.to_string(),
+    })
+}
+
+/// Ends every session; a persistent one is detached, so its remote shell survives this
+/// process and a later `ssh_connect` with `persistent: true` re-adopts it.
+pub async fn shutdown(manager: &ssh_session_core::SessionManager) {
+    let persistent: Vec<String> = manager
+        .list()
+        .into_iter()
+        .filter(|i| i.persistent)
+        .map(|i| i.name)
+        .collect();
+    for name in persistent {
+        let _ = manager.detach(&name).await;
+    }
+    manager.shutdown().await;
+}

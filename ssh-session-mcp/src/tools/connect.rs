@@ -1,0 +1,119 @@
+//! `ssh_connect`: from a host spec to an open session, through `~/.ssh/config` and the
+//! server's configuration and policy.
+
+use std::time::Duration;
+
+use ssh_session_core::transport::PtyRequest;
+use ssh_session_core::{validate_name, ConnectOptions, IdentityFile, Session, SessionConfig};
+
+use super::params::ConnectArgs;
+use super::results::ConnectResult;
+use super::SshSessionServer;
+use crate::config::{expand_home, parse_transport};
+use crate::error::{McpError, Result};
+
+impl SshSessionServer {
+    pub(super) async fn connect(&self, args: ConnectArgs) -> Result<ConnectResult> {
+        // Cheap checks first: a bad name or argument never costs a connection attempt.
+        validate_name(&args.name)?;
+        let transport = match args.transport.as_deref() {
+            Some(name) => parse_transport(name),
+            None => self.config.transport_kind(),
+        }
+        .map_err(|detail| McpError::InvalidArgument {
+            name: "transport",
+            detail,
+        })?;
+        if args.host.trim().is_empty() {
+            return Err(McpError::InvalidArgument {
+                name: "host",
+                detail: "empty; give a ~/.ssh/config alias or [user@]host[:port]".into(),
+            });
+        }
+        let config = &self.config;
+        let ssh_config = config.ssh_config.as_deref().map(expand_home);
+        let mut options =
+            ConnectOptions::from_ssh_config(&args.host, ssh_config.as_deref()).await?;
+        if let Some(user) = &args.user {
+            options.user = user.clone();
+        }
+        if let Some(port) = args.port {
+            options.port = port;
+        }
+        if let Some(key) = &args.identity_file {
+            let path = expand_home(std::path::Path::new(key));
+            // The caller's key goes first; config keys remain as fallbacks.
+            options.identities.insert(0, IdentityFile::new(path));
+        }
+        options.transport = transport;
+        if let Some(known) = &config.known_hosts {
+            options.known_hosts = expand_home(known);
+        }
+        options.host_key_policy = config
+            .key_policy()
+            .map_err(|detail| McpError::Config { detail })?;
+        options.use_agent = options.use_agent && config.use_agent;
+        options.connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        options.server_alive_interval = Some(Duration::from_secs(config.keepalive_interval_s));
+        options.server_alive_count_max = config.keepalive_count_max;
+
+        let given = host_part(&args.host);
+        self.policy
+            .check_host(given, &options.host)
+            .map_err(|detail| McpError::Policy { detail })?;
+        let rules = self.policy.rules_for(given, &options.host);
+
+        let pty = PtyRequest {
+            cols: args.cols.unwrap_or(200).clamp(20, 1000),
+            rows: args.rows.unwrap_or(50).clamp(5, 500),
+            ..PtyRequest::default()
+        };
+        let session_config = SessionConfig {
+            pty: Some(pty),
+            exec_timeout: Duration::from_millis(config.exec_timeout_ms),
+            reconnect: config.reconnect_policy(),
+            persistent: args.persistent.unwrap_or(false),
+            ..SessionConfig::default()
+        };
+        let session = self
+            .manager
+            .open(&args.name, options, session_config)
+            .await?;
+        self.rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(args.name.clone(), rules);
+        let info = session.info();
+        Ok(ConnectResult {
+            name: info.name,
+            host: info.host,
+            user: info.user,
+            port: info.port,
+            transport: info.transport.name().into(),
+            persistent: info.persistent,
+            resumed: info.resumed,
+            status: info.status.name().into(),
+            cwd: info.cwd,
+            notices: Vec::new(),
+        })
+    }
+}
+
+/// `user@host:port` → `host`, for policy patterns written against host names.
+fn host_part(spec: &str) -> &str {
+    let host = spec.rsplit_once('@').map_or(spec, |(_, h)| h);
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.parse::<u16>().is_ok() => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_part() {
+        assert_eq!(super::host_part("web"), "web");
+        assert_eq!(super::host_part("me@web:2222"), "web");
+        assert_eq!(super::host_part("me@web"), "web");
+    }
+}

@@ -1,0 +1,201 @@
+//! `ssh_exec` and the reads that follow a command: results rendered for a language model,
+//! progress notifications while a command runs, a link loss never reported as a result.
+
+use std::time::{Duration, Instant};
+
+use rmcp::model::{ProgressNotificationParam, ProgressToken};
+use rmcp::{Peer, RoleServer};
+use ssh_session_core::{CommandState, ExecOptions, ReadOptions, Session, ShellSession};
+
+use super::params::ExecArgs;
+use super::results::{ExecResult, ReadResult};
+use super::{map_core, SshSessionServer, SOURCE};
+use crate::error::{McpError, Result};
+use crate::render::{render, RenderOptions};
+
+/// How often a running command reports progress, when the client asked for it.
+const PROGRESS_EVERY: Duration = Duration::from_millis(1000);
+
+/// The largest accepted `timeout_ms`/`wait_ms`: a day. Longer is certainly a mistake.
+const MAX_WAIT_MS: u64 = 86_400_000;
+
+impl SshSessionServer {
+    pub(super) fn render_options(
+        &self,
+        raw: Option<bool>,
+        max_chars: Option<usize>,
+    ) -> RenderOptions {
+        RenderOptions {
+            raw: raw.unwrap_or(false),
+            max_chars: self.cap(max_chars),
+        }
+    }
+
+    pub(super) async fn exec(
+        &self,
+        args: ExecArgs,
+        progress: Option<(Peer<RoleServer>, ProgressToken)>,
+    ) -> Result<ExecResult> {
+        let session = self.session(&args.session)?;
+        self.rules_of(&args.session)
+            .check_command(&args.command)
+            .map_err(|detail| McpError::Policy { detail })?;
+        let timeout_ms = args.timeout_ms.unwrap_or(self.config.exec_timeout_ms);
+        if timeout_ms > MAX_WAIT_MS {
+            return Err(McpError::InvalidArgument {
+                name: "timeout_ms",
+                detail: format!(
+                    "{timeout_ms} is over a day; use a shorter timeout and ssh_read_output"
+                ),
+            });
+        }
+        let timeout = Duration::from_millis(timeout_ms);
+        let options = |timeout| ExecOptions {
+            timeout: Some(timeout),
+            source: Some(SOURCE.into()),
+        };
+        let render_opts = self.render_options(args.raw, args.max_output_chars);
+        let Some((peer, token)) = progress else {
+            let r = session
+                .exec(&args.command, options(timeout))
+                .await
+                .map_err(map_core)?;
+            return exec_result(&session, r, render_opts);
+        };
+
+        // With a progress token: run in slices, reporting between them.
+        let started = Instant::now();
+        let mut r = session
+            .exec(&args.command, options(timeout.min(PROGRESS_EVERY)))
+            .await
+            .map_err(map_core)?;
+        while r.is_running() && started.elapsed() < timeout {
+            let _ = peer
+                .notify_progress(
+                    ProgressNotificationParam::new(
+                        token.clone(),
+                        started.elapsed().as_millis() as f64,
+                    )
+                    .with_message(progress_message(&r.output, r.output_bytes)),
+                )
+                .await;
+            let wait = (timeout - started.elapsed()).min(PROGRESS_EVERY);
+            let next = session
+                .read_output(ReadOptions {
+                    wait,
+                    return_on_output: false,
+                })
+                .await
+                .map_err(map_core)?;
+            r = merge(r, next);
+        }
+        exec_result(&session, r, render_opts)
+    }
+
+    pub(super) async fn read(
+        &self,
+        session: &ShellSession,
+        wait: Duration,
+        screen: bool,
+        render_opts: RenderOptions,
+    ) -> Result<ReadResult> {
+        if wait > Duration::from_millis(MAX_WAIT_MS) {
+            return Err(McpError::InvalidArgument {
+                name: "wait_ms",
+                detail: "over a day; wait less and call again".into(),
+            });
+        }
+        let r = session
+            .read_output(ReadOptions {
+                wait,
+                return_on_output: false,
+            })
+            .await
+            .map_err(map_core)?;
+        let lost = lost_error(session, &r, render_opts);
+        let rendered = render(&r.output, r.dropped_bytes, render_opts);
+        if let Some(e) = lost {
+            return Err(e);
+        }
+        Ok(ReadResult {
+            output: rendered.text,
+            running: r.is_running(),
+            exit_code: r.exit_code,
+            cwd: r.cwd,
+            truncated: rendered.truncated,
+            screen: screen.then(|| session.screen()),
+            shell_exited: r.state == CommandState::ShellExited,
+            notices: r.notices.iter().map(ToString::to_string).collect(),
+        })
+    }
+}
+
+/// A result of the command after `first`: output appended, the rest taken from the later.
+fn merge(
+    first: ssh_session_core::ExecResult,
+    next: ssh_session_core::ExecResult,
+) -> ssh_session_core::ExecResult {
+    let mut merged = next;
+    let mut output = first.output;
+    output.extend_from_slice(&merged.output);
+    merged.output = output;
+    merged.dropped_bytes += first.dropped_bytes;
+    let mut notices = first.notices;
+    notices.append(&mut merged.notices);
+    merged.notices = notices;
+    merged.command = first.command;
+    merged
+}
+
+fn exec_result(
+    session: &ShellSession,
+    r: ssh_session_core::ExecResult,
+    render_opts: RenderOptions,
+) -> Result<ExecResult> {
+    if let Some(e) = lost_error(session, &r, render_opts) {
+        return Err(e);
+    }
+    let rendered = render(&r.output, r.dropped_bytes, render_opts);
+    let mut notices: Vec<String> = r.notices.iter().map(ToString::to_string).collect();
+    if r.state == CommandState::Killed {
+        notices.push(
+            "the command would not stop, so its shell was killed and replaced (cwd and exported variables restored)".into(),
+        );
+    }
+    Ok(ExecResult {
+        output: rendered.text,
+        exit_code: r.exit_code,
+        running: r.is_running(),
+        cwd: r.cwd,
+        duration_ms: r.duration.as_millis() as u64,
+        truncated: rendered.truncated,
+        output_bytes: r.output_bytes,
+        shell_exited: r.state == CommandState::ShellExited,
+        notices,
+    })
+}
+
+/// A command cut off by a lost link is a tool error, never a normal result.
+fn lost_error(
+    session: &ShellSession,
+    r: &ssh_session_core::ExecResult,
+    render_opts: RenderOptions,
+) -> Option<McpError> {
+    (r.state == CommandState::LinkLost).then(|| McpError::LinkLost {
+        session: session.name().to_string(),
+        command: r.command.clone(),
+        output: render(&r.output, r.dropped_bytes, render_opts).text,
+    })
+}
+
+/// The last line printed so far, for a progress message.
+fn progress_message(output: &[u8], total: u64) -> String {
+    let text = crate::render::clean(&output[output.len().saturating_sub(4096)..]);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let last: String = last.chars().take(200).collect();
+    format!("running; {total} bytes of output so far; last line: {last}")
+}

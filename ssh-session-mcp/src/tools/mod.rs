@@ -1,0 +1,420 @@
+//! The MCP tools: a thin layer over one shared [`SessionManager`], so another front end
+//! (a browser terminal, the CLI daemon) can drive the same sessions.
+
+mod connect;
+mod exec;
+mod handler;
+pub mod params;
+pub mod results;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::model::RequestMetaObject;
+use rmcp::{tool, tool_router, Peer, RoleServer};
+use ssh_session_core::{Interrupt, Session, SessionManager};
+
+use crate::config::Config;
+use crate::error::McpError;
+use crate::policy::{Policy, SessionRules};
+use crate::Result;
+use params::*;
+use results::*;
+
+/// Every tool's name, for the policy's `disabled_tools`.
+pub const TOOL_NAMES: &[&str] = &[
+    "ssh_connect",
+    "ssh_exec",
+    "ssh_read_output",
+    "ssh_send_input",
+    "ssh_interrupt",
+    "ssh_disconnect",
+    "ssh_list_sessions",
+    "ssh_list_hosts",
+    "ssh_session_status",
+    "ssh_history",
+];
+
+/// Recorded in each history entry this server adds.
+const SOURCE: &str = "mcp";
+
+/// The MCP server: cheap to clone (every clone shares the sessions), as the streamable HTTP
+/// transport makes one handler per client session.
+#[derive(Clone)]
+pub struct SshSessionServer {
+    manager: SessionManager,
+    config: Arc<Config>,
+    policy: Arc<Policy>,
+    /// Policy rules fixed per session when it connected.
+    rules: Arc<Mutex<HashMap<String, SessionRules>>>,
+    tool_router: ToolRouter<Self>,
+}
+
+impl SshSessionServer {
+    /// A server over `manager`, configured by `config` (checked here).
+    pub fn new(manager: SessionManager, config: Config) -> Result<Self> {
+        config
+            .check()
+            .map_err(|detail| McpError::Config { detail })?;
+        let policy = config
+            .policy
+            .compile()
+            .map_err(|detail| McpError::Config { detail })?;
+        let mut tool_router = ToolRouter::new();
+        for mut route in Self::tool_router() {
+            if policy.disabled_tools.iter().any(|d| d == route.name()) {
+                continue;
+            }
+            // The `$schema` URL repeated in twenty schemas costs an agent ~300 tokens on
+            // every request and tells it nothing (JSON Schema 2020-12 is the MCP default).
+            for schema in [
+                Some(&mut route.attr.input_schema),
+                route.attr.output_schema.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                Arc::make_mut(schema).remove("$schema");
+            }
+            // Output fields are named for what they hold and the tool descriptions say how
+            // to use them; their descriptions would double the list's size (measured:
+            // 15.7 kB → 12 kB), and the whole list should cost an agent ≤ 4k tokens.
+            if let Some(schema) = route.attr.output_schema.as_mut() {
+                for value in Arc::make_mut(schema).values_mut() {
+                    strip_descriptions(value);
+                }
+            }
+            tool_router.add_route(route);
+        }
+        Ok(SshSessionServer {
+            manager,
+            config: Arc::new(config),
+            policy: Arc::new(policy),
+            rules: Arc::default(),
+            tool_router,
+        })
+    }
+
+    /// The shared session manager.
+    pub fn manager(&self) -> &SessionManager {
+        &self.manager
+    }
+
+    fn session(&self, name: &str) -> Result<ssh_session_core::ShellSession> {
+        Ok(self.manager.get(name)?)
+    }
+
+    fn rules_of(&self, name: &str) -> SessionRules {
+        self.rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn cap(&self, requested: Option<usize>) -> usize {
+        requested.unwrap_or(self.config.max_output_chars)
+    }
+}
+
+/// Removes `description` keywords from a schema, at every depth.
+fn strip_descriptions(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("description").is_some_and(|d| d.is_string()) {
+                map.remove("description");
+            }
+            map.values_mut().for_each(strip_descriptions);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_descriptions),
+        _ => {}
+    }
+}
+
+fn ms(value: Option<u64>, default: u64) -> Duration {
+    Duration::from_millis(value.unwrap_or(default))
+}
+
+fn parse_signal(signal: Option<&str>) -> Result<Interrupt> {
+    match signal.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("INT" | "SIGINT") => Ok(Interrupt::Int),
+        Some("TERM" | "SIGTERM") => Ok(Interrupt::Term),
+        Some("KILL" | "SIGKILL") => Ok(Interrupt::Kill),
+        Some("EOF") => Ok(Interrupt::Eof),
+        Some(other) => Err(McpError::InvalidArgument {
+            name: "signal",
+            detail: format!("{other:?} is not one of INT, TERM, KILL, EOF"),
+        }),
+    }
+}
+
+#[tool_router]
+impl SshSessionServer {
+    /// Opens a named persistent shell on a host.
+    #[tool(
+        description = "Open a named shell on a host; cwd, env and jobs persist across ssh_exec calls.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn ssh_connect(
+        &self,
+        Parameters(args): Parameters<ConnectArgs>,
+    ) -> std::result::Result<Json<ConnectResult>, String> {
+        Ok(Json(self.connect(args).await?))
+    }
+
+    /// Runs a command in a session.
+    #[tool(
+        description = "Run a command in the session's shell; returns output and exit code. On timeout returns running: true and the command keeps running.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn ssh_exec(
+        &self,
+        Parameters(args): Parameters<ExecArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> std::result::Result<Json<results::ExecResult>, String> {
+        let progress = meta.get_progress_token().map(|token| (peer, token));
+        Ok(Json(self.exec(args, progress).await?))
+    }
+
+    /// Output of the running or last command since the previous result.
+    #[tool(
+        description = "New output of the running (or last) command; waits up to wait_ms, returning early when it ends. screen: true adds the terminal screen.",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn ssh_read_output(
+        &self,
+        Parameters(args): Parameters<ReadArgs>,
+    ) -> std::result::Result<Json<ReadResult>, String> {
+        let session = self.session(&args.session)?;
+        let render = self.render_options(args.raw, args.max_output_chars);
+        Ok(Json(
+            self.read(
+                &session,
+                ms(args.wait_ms, 0),
+                args.screen.unwrap_or(false),
+                render,
+            )
+            .await?,
+        ))
+    }
+
+    /// Types into the running program.
+    #[tool(
+        description = "Send text to the running program (\"\\n\" is Enter, \"\\u0003\" Ctrl-C), then return new output like ssh_read_output.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn ssh_send_input(
+        &self,
+        Parameters(args): Parameters<SendInputArgs>,
+    ) -> std::result::Result<Json<ReadResult>, String> {
+        let session = self.session(&args.session)?;
+        self.rules_of(&args.session)
+            .check_input()
+            .map_err(|detail| McpError::Policy { detail })?;
+        session
+            .send_input(args.input.as_bytes())
+            .await
+            .map_err(map_core)?;
+        let render = self.render_options(None, None);
+        Ok(Json(
+            self.read(
+                &session,
+                ms(args.wait_ms, 500),
+                args.screen.unwrap_or(false),
+                render,
+            )
+            .await?,
+        ))
+    }
+
+    /// Stops or signals the running command.
+    #[tool(
+        description = "Signal the running command: INT (Ctrl-C, default), TERM, KILL or EOF (Ctrl-D); returns like ssh_read_output.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn ssh_interrupt(
+        &self,
+        Parameters(args): Parameters<InterruptArgs>,
+    ) -> std::result::Result<Json<ReadResult>, String> {
+        let how = parse_signal(args.signal.as_deref())?;
+        let session = self.session(&args.session)?;
+        session.interrupt(how).await.map_err(map_core)?;
+        let render = self.render_options(None, None);
+        Ok(Json(
+            self.read(&session, ms(args.wait_ms, 1000), false, render)
+                .await?,
+        ))
+    }
+
+    /// Closes a session.
+    #[tool(
+        description = "Close a session. A persistent session's remote tmux session is killed unless keep_remote: true.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn ssh_disconnect(
+        &self,
+        Parameters(args): Parameters<DisconnectArgs>,
+    ) -> std::result::Result<Json<DisconnectResult>, String> {
+        let keep = args.keep_remote.unwrap_or(false);
+        let result = if keep {
+            self.manager.detach(&args.session).await
+        } else {
+            self.manager.close(&args.session).await
+        };
+        result.map_err(McpError::from)?;
+        self.rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&args.session);
+        Ok(Json(DisconnectResult {
+            session: args.session,
+            kept_remote: keep,
+        }))
+    }
+
+    /// Lists the open sessions.
+    #[tool(
+        description = "List open sessions with status, cwd and running command.",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn ssh_list_sessions(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+    ) -> std::result::Result<Json<SessionList>, String> {
+        Ok(Json(SessionList {
+            sessions: self.manager.list().into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Lists the configured host aliases.
+    #[tool(
+        description = "List host aliases from ~/.ssh/config (usable as ssh_connect host).",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn ssh_list_hosts(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+    ) -> std::result::Result<Json<HostList>, String> {
+        let file = self
+            .config
+            .ssh_config
+            .as_deref()
+            .map(crate::config::expand_home);
+        let aliases = ssh_session_core::list_host_aliases(file.as_deref())
+            .await
+            .map_err(McpError::from)?;
+        Ok(Json(HostList {
+            hosts: aliases
+                .into_iter()
+                .map(|a| HostEntry {
+                    alias: a.alias,
+                    host_name: a.host_name,
+                    user: a.user,
+                    port: a.port,
+                    proxy_jump: a.proxy_jump,
+                })
+                .collect(),
+        }))
+    }
+
+    /// One session's connection health.
+    #[tool(
+        description = "A session's status: connected/reconnecting/error/closed, last error, reconnects, cwd, running command.",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn ssh_session_status(
+        &self,
+        Parameters(args): Parameters<SessionArgs>,
+    ) -> std::result::Result<Json<StatusResult>, String> {
+        Ok(Json(self.session(&args.session)?.info().into()))
+    }
+
+    /// The session's recent commands.
+    #[tool(
+        description = "Recent commands of a session, oldest first, with exit codes and durations.",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn ssh_history(
+        &self,
+        Parameters(args): Parameters<HistoryArgs>,
+    ) -> std::result::Result<Json<HistoryResult>, String> {
+        let history = self.session(&args.session)?.history();
+        let limit = args.limit.unwrap_or(50);
+        let skip = history.len().saturating_sub(limit);
+        Ok(Json(HistoryResult {
+            entries: history.into_iter().skip(skip).map(Into::into).collect(),
+        }))
+    }
+}
+
+/// Core errors with MCP wording where the tool names matter.
+fn map_core(e: ssh_session_core::Error) -> McpError {
+    match e {
+        ssh_session_core::Error::Busy {
+            session,
+            command,
+            running_for,
+        } => McpError::Busy {
+            session,
+            command,
+            seconds: running_for.as_secs_f64(),
+        },
+        ssh_session_core::Error::NotRunning { session } => McpError::NotRunning { session },
+        other => McpError::Session(other),
+    }
+}

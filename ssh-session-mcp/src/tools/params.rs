@@ -1,0 +1,120 @@
+//! Tool arguments: our public interface. Field names are stable; doc comments become the
+//! schema descriptions an agent reads, so they are short.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// `ssh_connect`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectArgs {
+    /// Session name: 1-64 of A-Z a-z 0-9 . _ -
+    pub name: String,
+    /// ~/.ssh/config alias or [user@]host[:port]
+    pub host: String,
+    /// Remote user (overrides host)
+    pub user: Option<String>,
+    /// Port (overrides host)
+    pub port: Option<u16>,
+    /// Private key file
+    pub identity_file: Option<String>,
+    /// "russh" (default) or "openssh"
+    pub transport: Option<String>,
+    /// Shell in remote tmux: survives link drops and server restarts; re-adopts a surviving session of this name
+    pub persistent: Option<bool>,
+    /// Terminal columns (default 200)
+    pub cols: Option<u16>,
+    /// Terminal rows (default 50)
+    pub rows: Option<u16>,
+}
+
+/// `ssh_exec`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecArgs {
+    /// Session name
+    pub session: String,
+    /// Shell command line
+    pub command: String,
+    /// Return after this long with running: true (default 30000); the command keeps running
+    pub timeout_ms: Option<u64>,
+    /// Output cap, head and tail kept (default 30000)
+    pub max_output_chars: Option<usize>,
+    /// Bytes as the terminal got them, escape sequences kept
+    pub raw: Option<bool>,
+}
+
+/// `ssh_read_output`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadArgs {
+    /// Session name
+    pub session: String,
+    /// Wait up to this long, returning early when the command ends (default 0)
+    pub wait_ms: Option<u64>,
+    /// Also return the terminal screen as text
+    pub screen: Option<bool>,
+    /// Output cap (default 30000)
+    pub max_output_chars: Option<usize>,
+    /// Bytes as the terminal got them
+    pub raw: Option<bool>,
+}
+
+/// `ssh_send_input`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendInputArgs {
+    /// Session name
+    pub session: String,
+    /// Exact text to type: "\n" is Enter, "\u0003" Ctrl-C
+    pub input: String,
+    /// Then wait up to this long for output or the end (default 500)
+    pub wait_ms: Option<u64>,
+    /// Also return the terminal screen as text
+    pub screen: Option<bool>,
+}
+
+/// `ssh_interrupt`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptArgs {
+    /// Session name
+    pub session: String,
+    /// "INT" (Ctrl-C, default), "TERM", "KILL" or "EOF" (Ctrl-D)
+    pub signal: Option<String>,
+    /// Then wait up to this long for the command to end (default 1000)
+    pub wait_ms: Option<u64>,
+}
+
+/// `ssh_disconnect`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectArgs {
+    /// Session name
+    pub session: String,
+    /// Persistent sessions: leave the remote tmux session running
+    pub keep_remote: Option<bool>,
+}
+
+/// `ssh_session_status`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionArgs {
+    /// Session name
+    pub session: String,
+}
+
+/// `ssh_history`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryArgs {
+    /// Session name
+    pub session: String,
+    /// Most recent entries to return (default 50)
+    pub limit: Option<usize>,
+}
+
+/// Tools without arguments.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}

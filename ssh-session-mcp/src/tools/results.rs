@@ -1,0 +1,259 @@
+//! Tool results (structured content with an output schema): our public interface.
+
+use std::time::SystemTime;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use ssh_session_core::{HistoryEntry, SessionInfo, SessionStatus};
+
+/// `ssh_connect`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConnectResult {
+    /// Session name
+    pub name: String,
+    /// Host connected to
+    pub host: String,
+    /// Remote user
+    pub user: String,
+    /// Port
+    pub port: u16,
+    /// "russh" or "openssh"
+    pub transport: String,
+    /// Shell in remote tmux
+    pub persistent: bool,
+    /// A surviving persistent session was re-adopted
+    pub resumed: bool,
+    /// "connected"
+    pub status: String,
+    /// Working directory
+    pub cwd: String,
+    /// Things to know (e.g. the login shell is not POSIX)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
+}
+
+/// `ssh_exec`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExecResult {
+    /// Output (stdout and stderr as the terminal showed them)
+    pub output: String,
+    /// Exit code; null while running
+    pub exit_code: Option<i32>,
+    /// Still running: use ssh_read_output, ssh_send_input or ssh_interrupt
+    pub running: bool,
+    /// Working directory after the command
+    pub cwd: String,
+    /// Time since the command started
+    pub duration_ms: u64,
+    /// Output was left out (see the marker in output)
+    pub truncated: bool,
+    /// Bytes the command printed in total
+    pub output_bytes: u64,
+    /// The shell itself exited (e.g. `exit`); the next command starts a new one
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shell_exited: bool,
+    /// Things that happened on the way (reconnected, shell restarted, ...)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
+}
+
+/// `ssh_read_output`, `ssh_send_input`, `ssh_interrupt`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReadResult {
+    /// Output new since the last result
+    pub output: String,
+    /// Still running
+    pub running: bool,
+    /// Exit code once ended
+    pub exit_code: Option<i32>,
+    /// Working directory
+    pub cwd: String,
+    /// Output was left out
+    pub truncated: bool,
+    /// The terminal screen, rows joined by newlines (when asked for)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screen: Option<String>,
+    /// The shell itself exited
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shell_exited: bool,
+    /// Things that happened on the way
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
+}
+
+/// `ssh_disconnect`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DisconnectResult {
+    /// Session name
+    pub session: String,
+    /// The remote tmux session was left running
+    pub kept_remote: bool,
+}
+
+/// One entry of `ssh_list_sessions`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionSummary {
+    /// Session name
+    pub name: String,
+    /// Host
+    pub host: String,
+    /// Remote user
+    pub user: String,
+    /// "russh" or "openssh"
+    pub transport: String,
+    /// Shell in remote tmux
+    pub persistent: bool,
+    /// connecting, connected, reconnecting, error or closed
+    pub status: String,
+    /// Working directory
+    pub cwd: String,
+    /// The running command, if any
+    pub running: Option<String>,
+    /// Last command start or output (RFC 3339)
+    pub last_activity: String,
+    /// Commands run
+    pub commands: u64,
+}
+
+/// `ssh_list_sessions`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionList {
+    /// Open sessions
+    pub sessions: Vec<SessionSummary>,
+}
+
+/// One `~/.ssh/config` host.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HostEntry {
+    /// Alias to pass as host
+    pub alias: String,
+    /// Real host name
+    pub host_name: Option<String>,
+    /// User
+    pub user: Option<String>,
+    /// Port
+    pub port: Option<u16>,
+    /// Jump hosts
+    pub proxy_jump: Option<String>,
+}
+
+/// `ssh_list_hosts`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HostList {
+    /// Hosts from ~/.ssh/config
+    pub hosts: Vec<HostEntry>,
+}
+
+/// `ssh_session_status`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StatusResult {
+    /// Session name
+    pub name: String,
+    /// connecting, connected, reconnecting, error or closed
+    pub status: String,
+    /// While reconnecting: this attempt and the most there will be
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// See attempt
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub of: Option<u32>,
+    /// Last error
+    pub last_error: Option<String>,
+    /// When (RFC 3339)
+    pub last_error_at: Option<String>,
+    /// Successful reconnections
+    pub reconnects: u32,
+    /// Connected since (RFC 3339)
+    pub connected_since: Option<String>,
+    /// Last activity (RFC 3339)
+    pub last_activity: String,
+    /// Working directory
+    pub cwd: String,
+    /// The running command, if any
+    pub running: Option<String>,
+}
+
+/// One `ssh_history` entry.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HistoryItem {
+    /// Command line
+    pub command: String,
+    /// Exit code (null while running or if the shell died)
+    pub exit_code: Option<i32>,
+    /// Start (RFC 3339)
+    pub started_at: String,
+    /// Run time (null while running)
+    pub duration_ms: Option<u64>,
+    /// Who ran it: "mcp", "cli", "api", ...
+    pub source: String,
+}
+
+/// `ssh_history`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HistoryResult {
+    /// Oldest first
+    pub entries: Vec<HistoryItem>,
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl From<SessionInfo> for SessionSummary {
+    fn from(i: SessionInfo) -> Self {
+        SessionSummary {
+            name: i.name,
+            host: i.host,
+            user: i.user,
+            transport: i.transport.name().into(),
+            persistent: i.persistent,
+            status: i.status.name().into(),
+            cwd: i.cwd,
+            running: i.running,
+            last_activity: timestamp(i.last_activity),
+            commands: i.command_count,
+        }
+    }
+}
+
+impl From<SessionInfo> for StatusResult {
+    fn from(i: SessionInfo) -> Self {
+        let (attempt, of) = match i.status {
+            SessionStatus::Reconnecting { attempt, of } => (Some(attempt), Some(of)),
+            _ => (None, None),
+        };
+        let (last_error, last_error_at) = match (&i.status, i.last_error) {
+            (SessionStatus::Error { detail, at }, _) => {
+                (Some(detail.clone()), Some(timestamp(*at)))
+            }
+            (_, Some((detail, at))) => (Some(detail), Some(timestamp(at))),
+            (_, None) => (None, None),
+        };
+        StatusResult {
+            name: i.name,
+            status: i.status.name().into(),
+            attempt,
+            of,
+            last_error,
+            last_error_at,
+            reconnects: i.reconnects,
+            connected_since: i.connected_since.map(timestamp),
+            last_activity: timestamp(i.last_activity),
+            cwd: i.cwd,
+            running: i.running,
+        }
+    }
+}
+
+impl From<HistoryEntry> for HistoryItem {
+    fn from(h: HistoryEntry) -> Self {
+        HistoryItem {
+            command: h.command,
+            exit_code: h.exit_code,
+            started_at: timestamp(h.started_at),
+            duration_ms: h.duration.map(|d| d.as_millis() as u64),
+            source: h.source,
+        }
+    }
+}

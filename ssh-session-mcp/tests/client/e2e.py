@@ -1,0 +1,373 @@
+"""End-to-end scenarios for ssh-session-mcp, driven by the official MCP Python SDK.
+
+Run by ssh-session-mcp/tests/e2e.rs, one scenario per process:
+    python e2e.py SCENARIO
+with SSH_SESSION_E2E holding a JSON object describing the test kit's sshd and the binary.
+Every check raises on failure with the offending result, so the Rust test shows it.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import asynccontextmanager
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+ENV = json.loads(os.environ["SSH_SESSION_E2E"])
+TARGET = f"{ENV['user']}@{ENV['host']}:{ENV['port']}"
+TOOLS = [
+    "ssh_connect", "ssh_exec", "ssh_read_output", "ssh_send_input", "ssh_interrupt",
+    "ssh_disconnect", "ssh_list_sessions", "ssh_list_hosts", "ssh_session_status", "ssh_history",
+]
+
+
+def check(cond, what, detail=None):
+    if not cond:
+        raise AssertionError(f"{what}: {detail!r}")
+
+
+def server_args(known_hosts=None, extra=()):
+    return [
+        "--no-agent",
+        "--ssh-config", ENV["ssh_config"],
+        "--known-hosts", known_hosts or ENV["known_hosts"],
+        *extra,
+    ]
+
+
+class Client:
+    def __init__(self, session):
+        self.session = session
+
+    async def call(self, tool, progress=None, **args):
+        return await self.session.call_tool(tool, args, progress_callback=progress)
+
+    async def ok(self, tool, **args):
+        r = await self.call(tool, **args)
+        check(not r.is_error, f"{tool} failed", r.content)
+        check(isinstance(r.structured_content, dict), f"{tool} has no structured content", r)
+        check(r.content and r.content[0].text, f"{tool} has no text copy", r)
+        return r.structured_content
+
+    async def err(self, tool, **args):
+        r = await self.call(tool, **args)
+        check(r.is_error, f"{tool} should fail", r.structured_content)
+        return r.content[0].text
+
+    async def connect(self, name, **extra):
+        args = {"name": name, "host": TARGET, "identity_file": ENV["key"], **extra}
+        return await self.ok("ssh_connect", **args)
+
+    async def run(self, session, command, **extra):
+        return await self.ok("ssh_exec", session=session, command=command, **extra)
+
+
+@asynccontextmanager
+async def server(args=None, env=None):
+    params = StdioServerParameters(
+        command=ENV["bin"], args=args if args is not None else server_args(), env=env
+    )
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield Client(session)
+
+
+async def healthy(c):
+    """The server still answers and runs commands after whatever came before."""
+    await c.connect("after")
+    r = await c.run("after", "echo still-fine")
+    check(r["output"] == "still-fine\n" and r["exit_code"] == 0, "server unhealthy", r)
+    await c.ok("ssh_disconnect", session="after")
+
+
+async def tools_list():
+    async with server() as c:
+        listed = (await c.session.list_tools()).tools
+        names = sorted(t.name for t in listed)
+        check(names == sorted(TOOLS), "tool names", names)
+        for t in listed:
+            check(t.input_schema and t.input_schema.get("type") == "object", "input schema", t.name)
+            check(t.output_schema and t.output_schema.get("type") == "object", "output schema", t.name)
+            check(t.description and len(t.description) < 200, "description", t.name)
+            check(t.annotations is not None and t.annotations.read_only_hint is not None, "annotations", t.name)
+        ro = {t.name for t in listed if t.annotations.read_only_hint}
+        check({"ssh_list_sessions", "ssh_list_hosts", "ssh_session_status", "ssh_history"} <= ro, "read-only hints", ro)
+        size = len(json.dumps([t.model_dump(mode="json", exclude_none=True) for t in listed]))
+        # ~4 characters per token: the whole list must cost an agent at most ~4k tokens.
+        check(size <= 16000, "tool list too large for an agent's context", size)
+        print(f"tools/list: {len(listed)} tools, {size} bytes of JSON")
+        if os.environ.get("DUMP_TOOLS"):
+            print(json.dumps([t.model_dump(mode="json", exclude_none=True) for t in listed], indent=1))
+
+
+async def basics():
+    async with server() as c:
+        r = await c.connect("web")
+        check(r["status"] == "connected" and r["name"] == "web" and r["transport"] == "russh", "connect", r)
+        check(r["persistent"] is False and r["resumed"] is False, "connect flags", r)
+        await c.run("web", "cd /tmp && export GREETING='hello there'")
+        r = await c.run("web", "pwd; echo $GREETING")
+        check(r["output"] == "/tmp\nhello there\n", "state across calls", r)
+        check(r["cwd"] == "/tmp" and r["exit_code"] == 0 and r["running"] is False, "result fields", r)
+        r = await c.run("web", "exit 3")
+        check(r["exit_code"] == 3, "exit code 3", r)
+        r = await c.run("web", "false")
+        check(r["exit_code"] == 1, "exit code 1", r)
+        r = await c.run("web", "echo out; echo err >&2")
+        check(r["output"] == "out\nerr\n", "stderr interleaved", r)
+        r = await c.run("web", "printf '\\033[1;31mred\\033[0m\\r\\n'")
+        check(r["output"] == "red\n", "ANSI stripped", r)
+        r = await c.run("web", "printf '\\033[1;31mred\\033[0m\\n'", raw=True)
+        check("\x1b[1;31m" in r["output"], "raw keeps escapes", r)
+
+        sessions = (await c.ok("ssh_list_sessions"))["sessions"]
+        check(len(sessions) == 1 and sessions[0]["name"] == "web" and sessions[0]["cwd"] == "/tmp", "list", sessions)
+        check(sessions[0]["commands"] >= 6 and sessions[0]["running"] is None, "list counters", sessions)
+        st = await c.ok("ssh_session_status", session="web")
+        check(st["status"] == "connected" and st["connected_since"] and st["reconnects"] == 0, "status", st)
+        h = (await c.ok("ssh_history", session="web", limit=2))["entries"]
+        check([e["command"] for e in h] == ["printf '\\033[1;31mred\\033[0m\\r\\n'", "printf '\\033[1;31mred\\033[0m\\n'"], "history order", h)
+        check(h[0]["source"] == "mcp" and h[0]["exit_code"] == 0 and h[0]["duration_ms"] is not None, "history fields", h)
+        hosts = (await c.ok("ssh_list_hosts"))["hosts"]
+        check(any(x["alias"] == "kit" and x["port"] == ENV["port"] for x in hosts), "hosts", hosts)
+
+        # An alias from the ssh config works as host.
+        r = await c.ok("ssh_connect", name="via-alias", host="kit", identity_file=ENV["key"])
+        check(r["port"] == ENV["port"], "alias resolved", r)
+        await c.ok("ssh_disconnect", session="via-alias")
+
+        r = await c.ok("ssh_disconnect", session="web")
+        check(r["kept_remote"] is False, "disconnect", r)
+        e = await c.err("ssh_exec", session="web", command="true")
+        check("no session named" in e, "closed session", e)
+
+
+async def long_running():
+    async with server() as c:
+        await c.connect("job")
+        r = await c.run("job", "echo started; sleep 1.5; echo finished; (exit 7)", timeout_ms=300)
+        check(r["running"] is True and r["exit_code"] is None and "started" in r["output"], "timeout → running", r)
+        e = await c.err("ssh_exec", session="job", command="echo too-early")
+        check("is busy" in e and "ssh_read_output" in e and "sleep 1.5" in e, "busy error names the command and tools", e)
+        r = await c.ok("ssh_read_output", session="job", wait_ms=10000)
+        check(r["running"] is False and r["exit_code"] == 7 and r["output"] == "finished\n", "read_output until done", r)
+        r = await c.ok("ssh_read_output", session="job")
+        check(r["output"] == "" and r["exit_code"] == 7, "nothing new", r)
+
+        # Input to a waiting `read`.
+        r = await c.run("job", "read -r answer; echo got:$answer", timeout_ms=300)
+        check(r["running"], "read waits", r)
+        r = await c.ok("ssh_send_input", session="job", input="forty-two\n", wait_ms=5000)
+        check(r["running"] is False and r["exit_code"] == 0 and "got:forty-two" in r["output"], "send_input", r)
+        e = await c.err("ssh_send_input", session="job", input="x")
+        check("no running command" in e and "ssh_exec" in e, "send_input with nothing running", e)
+
+        # Interrupt a sleep.
+        t = time.monotonic()
+        r = await c.run("job", "sleep 30", timeout_ms=200)
+        check(r["running"], "sleep runs", r)
+        r = await c.ok("ssh_interrupt", session="job")
+        check(r["running"] is False and r["exit_code"] == 130, "Ctrl-C ends sleep with 130", r)
+        check(time.monotonic() - t < 20, "interrupt did not wait for sleep", time.monotonic() - t)
+        r = await c.run("job", "sleep 30", timeout_ms=200)
+        r = await c.ok("ssh_interrupt", session="job", signal="KILL", wait_ms=5000)
+        check(r["running"] is False and r["exit_code"] == 137, "KILL", r)
+        e = await c.err("ssh_interrupt", session="job", signal="HUP")
+        check("HUP" in e and "INT" in e, "bad signal", e)
+
+        # Progress notifications while a command runs, when the client asks for them.
+        seen = []
+
+        async def on_progress(progress, total, message):
+            seen.append((progress, message))
+
+        r = await c.call("ssh_exec", progress=on_progress, session="job",
+                         command="for i in 1 2 3; do echo tick $i; sleep 0.6; done")
+        check(not r.is_error and r.structured_content["exit_code"] == 0, "exec with progress", r)
+        check(r.structured_content["output"] == "tick 1\ntick 2\ntick 3\n", "progress output complete", r.structured_content)
+        check(len(seen) >= 1 and "tick" in seen[-1][1], "progress notifications", seen)
+
+        # FIFO: concurrent execs run one after another, in order.
+        results = await asyncio.gather(*(c.run("job", f"echo {i}") for i in range(5)))
+        check([x["output"] for x in results] == [f"{i}\n" for i in range(5)], "concurrent execs", results)
+
+
+async def interactive():
+    async with server() as c:
+        await c.connect("repl")
+        r = await c.run("repl", "python3 -q", timeout_ms=1500)
+        check(r["running"], "python REPL runs", r)
+        r = await c.ok("ssh_send_input", session="repl", input="6 * 7\n", wait_ms=1500)
+        check("42" in r["output"], "REPL answered", r)
+        r = await c.ok("ssh_send_input", session="repl", input="exit()\n", wait_ms=5000)
+        check(r["running"] is False and r["exit_code"] == 0, "REPL ended", r)
+
+        await c.run("repl", "seq 1 500 > /tmp/mcp-e2e-less.txt")
+        r = await c.run("repl", "less /tmp/mcp-e2e-less.txt", timeout_ms=1000)
+        check(r["running"], "less runs", r)
+        r = await c.ok("ssh_read_output", session="repl", screen=True, wait_ms=300)
+        screen = r["screen"]
+        check("1\n2\n3\n" in screen and "500" not in screen, "full-screen program via screen", screen)
+        r = await c.ok("ssh_send_input", session="repl", input="q", wait_ms=5000)
+        check(r["running"] is False, "q leaves less", r)
+
+        # `exit` typed into the shell: reported, and the next command gets a new shell.
+        await c.run("repl", "cd /usr")
+        r = await c.run("repl", "exit 4")
+        check(r["shell_exited"] is True, "shell exit reported", r)
+        r = await c.run("repl", "pwd")
+        check(r["output"] == "/usr\n", "new shell, cwd restored", r)
+        check(any("shell" in n for n in r.get("notices", [])), "restart notice", r)
+
+
+async def output():
+    async with server() as c:
+        await c.connect("out")
+        r = await c.run("out", "seq 1 200000")
+        check(r["truncated"] is True and r["output_bytes"] > 1_000_000, "big output truncated", {k: r[k] for k in ("truncated", "output_bytes")})
+        check(r["output"].startswith("1\n2\n3\n") and r["output"].endswith("199999\n200000\n"), "head and tail kept", r["output"][:30])
+        check("left out" in r["output"] and len(r["output"]) < 31000, "marker and cap", len(r["output"]))
+        r = await c.run("out", "seq 1 200000", max_output_chars=1000)
+        check(len(r["output"]) < 1300, "per-call cap", len(r["output"]))
+        r = await c.run("out", "head -c 100000 /dev/urandom")
+        check(r["exit_code"] == 0 and isinstance(r["output"], str), "binary output", r["exit_code"])
+        r = await c.run("out", "printf 'a\\000b\\033[unterminated'; printf '\\377\\376\\n'")
+        check(r["exit_code"] == 0 and r["output"].startswith("ab"), "hostile bytes", r)
+        big = "x" * 1_000_000
+        r = await c.run("out", f"echo {big} | wc -c")
+        check(r["output"].strip() == "1000001", "1 MB command", r)
+
+
+async def parallel():
+    async with server() as c:
+        names = [f"p{i}" for i in range(6)]
+        await asyncio.gather(*(c.connect(n) for n in names))
+        results = await asyncio.gather(*(c.run(n, f"cd /tmp && echo {n} && sleep 0.3 && pwd") for n in names))
+        for n, r in zip(names, results):
+            check(r["output"] == f"{n}\n/tmp\n", "parallel result", (n, r))
+        sessions = (await c.ok("ssh_list_sessions"))["sessions"]
+        check(sorted(s["name"] for s in sessions) == names, "six sessions", sessions)
+
+
+async def bad_inputs():
+    async with server() as c:
+        e = await c.err("ssh_exec", session="ghost", command="true")
+        check("no session named" in e and "ghost" in e, "unknown session", e)
+        await c.connect("dup")
+        e = await c.err("ssh_connect", name="dup", host=TARGET, identity_file=ENV["key"])
+        check("already exists" in e, "duplicate name", e)
+        e = await c.err("ssh_connect", name="bad name!", host=TARGET)
+        check("invalid session name" in e, "invalid name", e)
+        e = await c.err("ssh_connect", name="x", host=TARGET, transport="telnet")
+        check("telnet" in e, "bad transport", e)
+        # Missing and wrong-typed arguments: refused with a message, never a crash.
+        for args in ({"session": "dup"}, {"session": "dup", "command": 5}, {"session": "dup", "command": "true", "timeout_ms": "soon"}):
+            r = await c.call("ssh_exec", **args)
+            check(r.is_error and r.content[0].text, "bad arguments", (args, r))
+        e = await c.err("ssh_exec", session="dup", command="true", unknown_field=1)
+        check("unknown_field" in e, "unknown field", e)
+        e = await c.err("ssh_connect", name="closed", host=f"{ENV['user']}@127.0.0.1:{ENV['closed_port']}")
+        check("cannot connect" in e, "unreachable host", e)
+        e = await c.err("ssh_connect", name="wrongkey", host=TARGET, identity_file=ENV["unauthorized_key"])
+        check("authentication failed" in e, "wrong key", e)
+        e = await c.err("ssh_connect", name="nokey", host=TARGET, identity_file="/nonexistent/key")
+        check("/nonexistent/key" in e, "missing key file", e)
+        r = await c.run("dup", "echo alive")
+        check(r["output"] == "alive\n", "existing session unaffected", r)
+        await healthy(c)
+    # A changed host key: refused, naming the known_hosts line.
+    async with server(server_args(known_hosts=ENV["wrong_known_hosts"])) as c:
+        e = await c.err("ssh_connect", name="mitm", host=TARGET, identity_file=ENV["key"])
+        check("HOST KEY CHANGED" in e and "line 3" in e, "changed host key", e)
+        sessions = (await c.ok("ssh_list_sessions"))["sessions"]
+        check(sessions == [], "no session left behind", sessions)
+
+
+async def policy():
+    config = os.path.join(ENV["tmp"], "policy.toml")
+    with open(config, "w") as f:
+        f.write(
+            '[policy]\nallowed_hosts = ["127.0.0.1", "kit"]\ndisabled_tools = ["ssh_history"]\n'
+            '[[policy.hosts]]\npattern = "127.0.0.1"\nread_only = true\ndeny = ["*shadow*"]\n'
+        )
+    async with server(server_args(extra=["--config", config])) as c:
+        names = sorted(t.name for t in (await c.session.list_tools()).tools)
+        check("ssh_history" not in names, "disabled tool hidden", names)
+        e = await c.err("ssh_connect", name="elsewhere", host=f"{ENV['user']}@localhost:{ENV['port']}", identity_file=ENV["key"])
+        check("allowed_hosts" in e, "host refused", e)
+        await c.connect("ro")
+        r = await c.run("ro", "ls / | head -3")
+        check(r["exit_code"] == 0, "inspection allowed", r)
+        e = await c.err("ssh_exec", session="ro", command="touch /tmp/mcp-e2e-nope")
+        check("read-only" in e, "write refused", e)
+        e = await c.err("ssh_exec", session="ro", command="cat /etc/shadow")
+        check("deny" in e, "deny pattern", e)
+
+
+async def http():
+    import subprocess
+    token = "e2e-token-0123456789abcdef"
+    env = dict(os.environ, SSH_SESSION_MCP_TOKEN=token)
+    proc = subprocess.Popen([ENV["bin"], *server_args(), "--http", "127.0.0.1:0"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 30
+        while "listening on" not in line:
+            check(time.monotonic() < deadline and proc.poll() is None, "http server start", line)
+            line = proc.stderr.readline()
+        url = line.split("listening on ")[1].strip()
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+        for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}):
+            req = urllib.request.Request(url, data=body, method="POST", headers={
+                "Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers})
+            try:
+                urllib.request.urlopen(req, timeout=10)
+                check(False, "request without the right token accepted", headers)
+            except urllib.error.HTTPError as e:
+                check(e.code == 401, "refused with 401", e.code)
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http_client:
+            async with streamable_http_client(url, http_client=http_client) as (read, write, *_):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    c = Client(session)
+                    await c.connect("over-http")
+                    await c.run("over-http", "cd /tmp")
+                    r = await c.run("over-http", "pwd")
+                    check(r["output"] == "/tmp\n", "exec over http", r)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def persistent():
+    async with server() as c:
+        r = await c.connect("keep", persistent=True)
+        check(r["persistent"] is True and r["resumed"] is False, "persistent connect", r)
+        await c.run("keep", "cd /tmp && export KEPT=yes && (sleep 300 &) && echo marker-$((6*7))")
+    # The server process is gone (the client closed it); a new one re-adopts the shell.
+    async with server() as c:
+        r = await c.connect("keep", persistent=True)
+        check(r["resumed"] is True, "re-adopted after a server restart", r)
+        r = await c.run("keep", "pwd; echo $KEPT; pgrep -f 'sleep 300' >/dev/null && echo bg-alive")
+        check(r["output"] == "/tmp\nyes\nbg-alive\n", "state survived", r)
+        r = await c.ok("ssh_disconnect", session="keep")
+    async with server() as c:
+        r = await c.connect("keep", persistent=True)
+        check(r["resumed"] is False, "disconnect killed the remote session", r)
+        await c.ok("ssh_disconnect", session="keep")
+
+
+SCENARIOS = {f.__name__: f for f in (tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
+
+if __name__ == "__main__":
+    asyncio.run(asyncio.wait_for(SCENARIOS[sys.argv[1]](), timeout=240))
+    print(f"{sys.argv[1]}: ok")
