@@ -57,7 +57,7 @@ pub async fn serve_http(
             cancel.cancel();
         })
         .await;
-    crate::shutdown(&manager).await;
+    manager.shutdown_detaching_persistent().await;
     served.map_err(|e| McpError::Transport {
         detail: e.to_string(),
     })

@@ -42,23 +42,8 @@ pub async fn serve_stdio(server: SshSessionServer) -> Result<()> {
                 detail: e.to_string(),
             })?;
     let outcome = running.waiting().await;
-    shutdown(&manager).await;
+    manager.shutdown_detaching_persistent().await;
     outcome.map(|_| ()).map_err(|e| McpError::Transport {
         detail: e.to_string(),
     })
-}
-
-/// Ends every session; a persistent one is detached, so its remote shell survives this
-/// process and a later `ssh_connect` with `persistent: true` re-adopts it.
-pub async fn shutdown(manager: &ssh_session_core::SessionManager) {
-    let persistent: Vec<String> = manager
-        .list()
-        .into_iter()
-        .filter(|i| i.persistent)
-        .map(|i| i.name)
-        .collect();
-    for name in persistent {
-        let _ = manager.detach(&name).await;
-    }
-    manager.shutdown().await;
 }

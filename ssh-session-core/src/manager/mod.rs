@@ -324,6 +324,20 @@ impl SessionManager {
         futures::future::join_all(sessions.iter().map(|s| s.close())).await;
     }
 
+    /// Like [`shutdown`](Self::shutdown), but persistent sessions are detached rather than
+    /// killed: their remote shells keep running, so a later process (a restarted MCP server
+    /// or CLI daemon) re-adopts them by opening the same names with `persistent: true`.
+    pub async fn shutdown_detaching_persistent(&self) {
+        let persistent: Vec<String> = self
+            .list()
+            .into_iter()
+            .filter(|info| info.persistent)
+            .map(|info| info.name)
+            .collect();
+        futures::future::join_all(persistent.iter().map(|name| self.detach(name))).await;
+        self.shutdown().await;
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Slot>> {
         self.inner.slots.read().unwrap_or_else(|p| p.into_inner())
     }
