@@ -1,0 +1,337 @@
+//! The client side of each subcommand: build the request, show the answer, pick the exit
+//! code.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::cli::{unescape, Cli, Command, ConnectArgs, DaemonAction, Global};
+use crate::client::Client;
+use crate::error::{code, CliError};
+use crate::output::{self, Spinner};
+use crate::protocol::{decode, encode, ConnectSpec, HostView, Request, Response, ResultView};
+use crate::runtime::{absolute, Paths};
+
+/// Runs a client command; returns the exit code.
+pub async fn run(cli: Cli) -> Result<i32, CliError> {
+    let paths = Paths::resolve(&cli.global)?;
+    let global = &cli.global;
+    match cli.command {
+        Command::Connect(args) => connect(global, &paths, args).await,
+        Command::Exec {
+            name,
+            timeout,
+            command,
+        } => exec(global, &paths, &name, &command.join(" "), timeout).await,
+        Command::Read { name, wait, screen } => {
+            let mut client = session_client(global, &paths, &name).await?;
+            let request = Request::Read {
+                name: name.clone(),
+                wait_ms: millis(wait),
+                screen,
+            };
+            match client.call(&request).await? {
+                Response::Screen { text } => {
+                    write_out(text.as_bytes())?;
+                    write_out(b"\n")?;
+                    Ok(0)
+                }
+                Response::Result(r) => finish(&name, &r),
+                other => Err(client.protocol(format!("unexpected answer {other:?}"))),
+            }
+        }
+        Command::Send { name, text, raw } => {
+            let bytes = if raw {
+                text.into_bytes()
+            } else {
+                unescape(&text).map_err(CliError::Invalid)?
+            };
+            let mut client = session_client(global, &paths, &name).await?;
+            expect_done(
+                &mut client,
+                &Request::Send {
+                    name,
+                    data: encode(&bytes),
+                },
+            )
+            .await
+        }
+        Command::Interrupt { name, signal } => {
+            let mut client = session_client(global, &paths, &name).await?;
+            expect_done(&mut client, &Request::Interrupt { name, signal }).await
+        }
+        Command::Attach { name } => {
+            let client = session_client(global, &paths, &name).await?;
+            crate::attach::run(client, &name).await
+        }
+        Command::Ls { json } => {
+            let sessions = match Client::existing(&paths).await? {
+                Some(mut client) => match client.call(&Request::List).await? {
+                    Response::Sessions { sessions } => sessions,
+                    other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
+                },
+                // No daemon, no sessions: listing does not start one.
+                None => Vec::new(),
+            };
+            if json {
+                print_json(&sessions)?;
+            } else if sessions.is_empty() {
+                eprintln!("no sessions; open one with `ssh-session connect NAME HOST`");
+            } else {
+                write_out(output::sessions_table(&sessions).as_bytes())?;
+            }
+            Ok(0)
+        }
+        Command::Status { name, json } => {
+            let mut client = session_client(global, &paths, &name).await?;
+            match client.call(&Request::Status { name }).await? {
+                Response::Session(s) if json => print_json(&s).map(|_| 0),
+                Response::Session(s) => {
+                    write_out(output::session_details(&s).as_bytes()).map(|_| 0)
+                }
+                other => Err(client.protocol(format!("unexpected answer {other:?}"))),
+            }
+        }
+        Command::History { name, json } => {
+            let mut client = session_client(global, &paths, &name).await?;
+            match client.call(&Request::History { name }).await? {
+                Response::History { entries } if json => print_json(&entries).map(|_| 0),
+                Response::History { entries } => {
+                    write_out(output::history_table(&entries).as_bytes()).map(|_| 0)
+                }
+                other => Err(client.protocol(format!("unexpected answer {other:?}"))),
+            }
+        }
+        Command::Hosts { json } => {
+            let config = global.ssh_config.as_deref();
+            let aliases = ssh_session_core::list_host_aliases(config).await?;
+            let hosts: Vec<HostView> = aliases.iter().map(HostView::from).collect();
+            if json {
+                print_json(&hosts)?;
+            } else if hosts.is_empty() {
+                eprintln!("no Host aliases in the ssh config");
+            } else {
+                write_out(output::hosts_table(&hosts).as_bytes())?;
+            }
+            Ok(0)
+        }
+        Command::Close { name } => {
+            let mut client = session_client(global, &paths, &name).await?;
+            expect_done(&mut client, &Request::Close { name }).await
+        }
+        Command::Daemon { action } => match action {
+            Some(DaemonAction::Stop) => match Client::existing(&paths).await? {
+                Some(mut client) => {
+                    let pid = client.hello.pid;
+                    expect_done(&mut client, &Request::Shutdown).await?;
+                    eprintln!("daemon (pid {pid}) stopped; its sessions were closed");
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("no daemon is running on {}", paths.socket.display());
+                    Ok(0)
+                }
+            },
+            Some(DaemonAction::Status { json }) => daemon_status(&paths, json).await,
+            None => unreachable!("the foreground daemon does not run in the client runtime"),
+        },
+    }
+}
+
+/// A client for a command on session `name`: the name is checked first, so a typo never
+/// starts a daemon.
+async fn session_client(global: &Global, paths: &Paths, name: &str) -> Result<Client, CliError> {
+    ssh_session_core::validate_name(name)?;
+    Client::connect_or_start(paths, global.idle_timeout).await
+}
+
+async fn connect(global: &Global, paths: &Paths, args: ConnectArgs) -> Result<i32, CliError> {
+    let identities = args
+        .identity
+        .iter()
+        .map(|p| absolute(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = ConnectSpec {
+        target: args.host.clone(),
+        user: args.user,
+        port: args.port,
+        identities,
+        transport: args.transport,
+        persistent: args.persistent,
+        ssh_config: global.ssh_config.as_deref().map(absolute).transpose()?,
+        known_hosts: global.known_hosts.as_deref().map(absolute).transpose()?,
+        no_agent: global.no_agent,
+        connect_timeout_ms: args.connect_timeout.map(millis),
+    };
+    let mut client = session_client(global, paths, &args.name).await?;
+    let mut spinner = Spinner::start(format!("connecting {} to {}", args.name, args.host));
+    let answer = client
+        .call(&Request::Connect {
+            name: args.name.clone(),
+            spec,
+        })
+        .await;
+    spinner.stop();
+    match answer? {
+        Response::Session(s) => {
+            let on = output::colour(false);
+            eprintln!(
+                "{} {} → {}@{}:{} ({}); run commands with `ssh-session exec {} -- COMMAND`",
+                output::paint(on, "32", "connected"),
+                s.name,
+                s.user,
+                s.host,
+                s.port,
+                s.transport,
+                s.name
+            );
+            Ok(0)
+        }
+        other => Err(client.protocol(format!("unexpected answer {other:?}"))),
+    }
+}
+
+async fn exec(
+    global: &Global,
+    paths: &Paths,
+    name: &str,
+    command: &str,
+    timeout: Duration,
+) -> Result<i32, CliError> {
+    let mut client = session_client(global, paths, name).await?;
+    client
+        .send(&Request::Exec {
+            name: name.to_string(),
+            command: command.to_string(),
+            timeout_ms: millis(timeout),
+        })
+        .await?;
+    loop {
+        match client.recv().await? {
+            Response::Output { data } => {
+                write_out(&decode(&data).map_err(|e| client.protocol(e))?)?;
+            }
+            Response::Result(r) => return finish(name, &r),
+            Response::Error { error, message } => {
+                return Err(CliError::Remote {
+                    kind: error,
+                    message,
+                })
+            }
+            other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
+        }
+    }
+}
+
+/// Prints a result's (unstreamed) output and notices; the exit code follows its state.
+fn finish(name: &str, r: &ResultView) -> Result<i32, CliError> {
+    let output = decode(&r.output).map_err(CliError::Invalid)?;
+    write_out(&output)?;
+    for notice in &r.notices {
+        eprintln!("ssh-session: note: {notice}");
+    }
+    if r.dropped_bytes > 0 {
+        eprintln!(
+            "ssh-session: note: {} bytes of output were dropped in the middle to bound memory",
+            r.dropped_bytes
+        );
+    }
+    Ok(match r.state.as_str() {
+        "running" => {
+            let after = output::human(Duration::from_millis(r.duration_ms));
+            eprintln!(
+                "ssh-session: {:?} is still running in session {name} ({after} so far). Follow it with \
+                 `ssh-session read {name} --wait 1m`, type into it with `ssh-session send {name} TEXT`, \
+                 or stop it with `ssh-session interrupt {name}`",
+                r.command
+            );
+            code::STILL_RUNNING
+        }
+        "exited" => r.exit_code.unwrap_or(code::UNKNOWN_OUTCOME),
+        "shell_exited" => {
+            eprintln!(
+                "ssh-session: the shell of session {name} exited; the next command starts a new one"
+            );
+            r.exit_code.unwrap_or(code::UNKNOWN_OUTCOME)
+        }
+        "link_lost" => {
+            eprintln!(
+                "ssh-session: the connection of session {name} was lost while {:?} ran; its outcome is unknown",
+                r.command
+            );
+            code::UNKNOWN_OUTCOME
+        }
+        _ => {
+            eprintln!(
+                "ssh-session: {:?} would not stop and was killed with its shell",
+                r.command
+            );
+            code::UNKNOWN_OUTCOME
+        }
+    })
+}
+
+async fn expect_done(client: &mut Client, request: &Request) -> Result<i32, CliError> {
+    match client.call(request).await? {
+        Response::Done => Ok(0),
+        other => Err(client.protocol(format!("unexpected answer {other:?}"))),
+    }
+}
+
+async fn daemon_status(paths: &Paths, json: bool) -> Result<i32, CliError> {
+    let client = Client::existing(paths).await?;
+    #[derive(serde::Serialize)]
+    struct Status<'a> {
+        running: bool,
+        pid: Option<u32>,
+        version: Option<&'a str>,
+        protocol: Option<u32>,
+        sessions: usize,
+        socket: &'a std::path::Path,
+        log: &'a std::path::Path,
+    }
+    let hello = client.as_ref().map(|c| &c.hello);
+    let status = Status {
+        running: hello.is_some(),
+        pid: hello.map(|h| h.pid),
+        version: hello.map(|h| h.version.as_str()),
+        protocol: hello.map(|h| h.protocol),
+        sessions: hello.map(|h| h.sessions).unwrap_or(0),
+        socket: &paths.socket,
+        log: &paths.log,
+    };
+    if json {
+        print_json(&status)?;
+    } else if let Some(h) = hello {
+        println!(
+            "daemon running: pid {}, version {} (protocol {}), {} session(s)\nsocket {}\nlog    {}",
+            h.pid,
+            h.version,
+            h.protocol,
+            h.sessions,
+            paths.socket.display(),
+            paths.log.display()
+        );
+    } else {
+        println!("no daemon running on {}", paths.socket.display());
+    }
+    Ok(0)
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
+    let mut text = serde_json::to_string_pretty(value).expect("views always serialize");
+    text.push('\n');
+    write_out(text.as_bytes())
+}
+
+/// Writes to stdout now (output streams live). A closed stdout (`| head`) is not an error
+/// worth a message, but it does end the command.
+fn write_out(bytes: &[u8]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|_| out.flush())
+        .map_err(|e| CliError::io("writing to stdout", e))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,291 @@
+//! What people see: tables, colours (only on a terminal, never with `NO_COLOR`), the
+//! connect spinner, and error lines.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, SystemTime};
+
+use crate::protocol::{HistoryView, HostView, SessionView};
+
+/// Whether to colour what goes to stdout (`out`) or stderr.
+pub fn colour(stdout: bool) -> bool {
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    if stdout {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    }
+}
+
+/// `text` in the ANSI colour `code` when `on`.
+pub fn paint(on: bool, code: &str, text: &str) -> String {
+    if on {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Prints an error (and what to do, which the message carries) on stderr.
+pub fn error(message: &str) {
+    let label = paint(colour(false), "1;31", "error:");
+    eprintln!("ssh-session: {label} {message}");
+}
+
+/// A plain-text table with left-aligned columns; the header is bold on a terminal.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(visible_len(cell));
+        }
+    }
+    let bold = colour(true);
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let last = cells.len().saturating_sub(1);
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            out.push_str(cell);
+            if i < last {
+                out.push_str(&" ".repeat(w - visible_len(cell) + 2));
+            }
+        }
+        out.push('\n');
+    };
+    let head = header
+        .iter()
+        .map(|h| paint(bold, "1", h))
+        .collect::<Vec<_>>();
+    line(head, &mut out);
+    for row in rows {
+        line(row.clone(), &mut out);
+    }
+    out
+}
+
+/// Characters shown, ANSI colour sequences excluded.
+fn visible_len(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => n += 1,
+        }
+    }
+    n
+}
+
+/// The `ls` table.
+pub fn sessions_table(sessions: &[SessionView]) -> String {
+    let on = colour(true);
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|s| {
+            let status = match s.status.as_str() {
+                "connected" => paint(on, "32", &s.status),
+                "error" | "closed" => paint(on, "31", &s.status),
+                _ => paint(on, "33", &s.status),
+            };
+            vec![
+                s.name.clone(),
+                format!("{}@{}:{}", s.user, s.host, s.port),
+                status,
+                s.command_count.to_string(),
+                ago(s.last_activity_ms),
+                s.cwd.clone(),
+                s.running.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "TARGET", "STATUS", "CMDS", "ACTIVE", "CWD", "RUNNING",
+        ],
+        &rows,
+    )
+}
+
+/// The `status` details.
+pub fn session_details(s: &SessionView) -> String {
+    let mut out = String::new();
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+    field("name", s.name.clone());
+    field("target", format!("{}@{}:{}", s.user, s.host, s.port));
+    field("transport", s.transport.clone());
+    let detail = s
+        .status_detail
+        .as_ref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    field("status", format!("{}{detail}", s.status));
+    field("persistent", s.persistent.to_string());
+    field("cwd", s.cwd.clone());
+    field("commands", s.command_count.to_string());
+    field("running", s.running.clone().unwrap_or_else(|| "-".into()));
+    field("created", ago(s.created_ms));
+    field("last active", ago(s.last_activity_ms));
+    field("reconnects", s.reconnects.to_string());
+    if let Some(e) = &s.last_error {
+        field("last error", e.clone());
+    }
+    out
+}
+
+/// The `history` table.
+pub fn history_table(entries: &[HistoryView]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            vec![
+                (i + 1).to_string(),
+                h.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                h.duration_ms
+                    .map(|d| human(Duration::from_millis(d)))
+                    .unwrap_or_else(|| "running".into()),
+                ago(h.started_ms),
+                h.source.clone(),
+                h.command.replace('\n', "⏎"),
+            ]
+        })
+        .collect();
+    table(&["#", "EXIT", "TOOK", "STARTED", "FROM", "COMMAND"], &rows)
+}
+
+/// The `hosts` table.
+pub fn hosts_table(hosts: &[HostView]) -> String {
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.alias.clone(),
+                dash(h.host_name.clone()),
+                dash(h.user.clone()),
+                dash(h.port.map(|p| p.to_string())),
+                dash(h.proxy_jump.clone()),
+            ]
+        })
+        .collect();
+    table(&["ALIAS", "HOSTNAME", "USER", "PORT", "PROXYJUMP"], &rows)
+}
+
+/// `1.2s`, `340ms`, `3m05s`, `2h10m`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if d >= Duration::from_secs(1) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// How long ago a unix time in milliseconds was: `5s ago`.
+fn ago(unix_ms: u64) -> String {
+    let then = SystemTime::UNIX_EPOCH + Duration::from_millis(unix_ms);
+    match SystemTime::now().duration_since(then) {
+        Ok(d) => format!("{} ago", human(Duration::from_secs(d.as_secs()))),
+        Err(_) => "just now".into(),
+    }
+}
+
+/// A spinner on stderr while something slow happens, only when stderr is a terminal.
+/// Drop it (or call [`Spinner::stop`]) to erase it.
+pub struct Spinner {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Spinner {
+    /// Starts spinning with `message`, if stderr is a terminal.
+    pub fn start(message: String) -> Spinner {
+        if !std::io::stderr().is_terminal() {
+            return Spinner { task: None };
+        }
+        let task = tokio::spawn(async move {
+            const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+            for frame in FRAMES.iter().cycle() {
+                eprint!("\r{frame} {message}");
+                let _ = std::io::stderr().flush();
+                tokio::time::sleep(Duration::from_millis(80)).await;
+            }
+        });
+        Spinner { task: Some(task) }
+    }
+
+    /// Stops and erases the spinner.
+    pub fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            eprint!("\r\x1b[2K");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_visible_text() {
+        let t = table(
+            &["A", "B"],
+            &[
+                vec!["\x1b[32mlong-cell\x1b[0m".into(), "x".into()],
+                vec!["s".into(), "y".into()],
+            ],
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        // The second column starts at the same visible position on every line.
+        let col = |l: &str| {
+            let plain = String::from_utf8(strip(l.as_bytes())).unwrap();
+            plain.rfind(|c: char| c != ' ').unwrap()
+        };
+        assert_eq!(col(lines[1]), col(lines[2]));
+    }
+
+    fn strip(b: &[u8]) -> Vec<u8> {
+        let s = std::str::from_utf8(b).unwrap();
+        let mut out = String::new();
+        let mut esc = false;
+        for c in s.chars() {
+            match (esc, c) {
+                (false, '\x1b') => esc = true,
+                (true, 'm') => esc = false,
+                (true, _) => {}
+                (false, c) => out.push(c),
+            }
+        }
+        out.into_bytes()
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_millis(340)), "340ms");
+        assert_eq!(human(Duration::from_millis(1200)), "1.2s");
+        assert_eq!(human(Duration::from_secs(185)), "3m05s");
+        assert_eq!(human(Duration::from_secs(7800)), "2h10m");
+    }
+
+    #[test]
+    fn no_colour_means_plain() {
+        assert_eq!(paint(false, "31", "x"), "x");
+        assert_eq!(paint(true, "31", "x"), "\x1b[31mx\x1b[0m");
+    }
+}

@@ -1,0 +1,578 @@
+//! The client ↔ daemon protocol: newline-delimited JSON over a Unix socket.
+//!
+//! Every connection starts with the client's [`Hello`]; the daemon answers with its own
+//! `Hello` before anything else, so a client always learns the daemon's versions even when
+//! they differ (it then refuses to go on, see [`Hello::compatible_with`]). The client may
+//! pipeline its first request right behind its hello: one write, one round trip.
+//!
+//! After the hello a connection carries requests, each answered by one or more
+//! [`Response`]s: any number of `Output`s, then exactly one other response. `Attach`
+//! turns the connection into a two-way stream of [`AttachInput`] and `Response`s until the
+//! client detaches. Byte payloads travel base64-encoded so binary output stays exact.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use ssh_session_core::{
+    CommandState, ExecResult, HistoryEntry, HostAlias, Interrupt, SessionInfo, SessionStatus,
+};
+
+/// Bumped whenever a message changes shape: a client and a daemon that disagree on it
+/// refuse to talk.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// This crate's version, carried in the hello so a mismatch can be named.
+pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The first message in each direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub protocol: u32,
+    /// [`CRATE_VERSION`] of the sender.
+    pub version: String,
+    /// The daemon's pid (0 from a client): lets a client restart an outdated daemon.
+    #[serde(default)]
+    pub pid: u32,
+    /// Sessions the daemon holds (0 from a client): an outdated daemon is only
+    /// restarted when this is 0, so no session is ever lost to an upgrade.
+    #[serde(default)]
+    pub sessions: usize,
+}
+
+impl Hello {
+    /// The hello this process sends as a client.
+    pub fn client() -> Hello {
+        Hello {
+            protocol: PROTOCOL_VERSION,
+            version: CRATE_VERSION.to_string(),
+            pid: 0,
+            sessions: 0,
+        }
+    }
+
+    /// Whether a peer that sent `self` can be talked to by this build. The crate version
+    /// must match too: a daemon from another build could run sessions with other defaults,
+    /// which would be confusing even if the messages still parsed.
+    pub fn compatible_with(&self, ours: &Hello) -> bool {
+        self.protocol == ours.protocol && self.version == ours.version
+    }
+}
+
+/// The connection options of `connect`, as the client resolved them from its command line
+/// and environment. Paths are absolute: the daemon runs in another directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectSpec {
+    /// `[user@]host[:port]` or a `~/.ssh/config` alias.
+    pub target: String,
+    /// Overrides the user of `target` and of the config.
+    pub user: Option<String>,
+    /// Overrides the port of `target` and of the config.
+    pub port: Option<u16>,
+    /// Private keys to offer, replacing the config's.
+    pub identities: Vec<PathBuf>,
+    /// `russh` or `openssh`.
+    pub transport: Option<String>,
+    /// Run the shell in remote tmux (survives dropped links and daemon restarts).
+    pub persistent: bool,
+    /// The ssh config file (`None`: `~/.ssh/config`).
+    pub ssh_config: Option<PathBuf>,
+    /// The known_hosts file (`None`: the config's or `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// Do not use the ssh-agent.
+    pub no_agent: bool,
+    /// Connect timeout in milliseconds (`None`: the config's or 10 s).
+    pub connect_timeout_ms: Option<u64>,
+}
+
+/// What a client asks of the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Opens a session. Answer: `Session`.
+    Connect {
+        /// The session's name.
+        name: String,
+        /// Where and how.
+        spec: ConnectSpec,
+    },
+    /// Runs a command. Answers: `Output`* then `Result` (running if the timeout expired).
+    Exec {
+        /// The session.
+        name: String,
+        /// The command line.
+        command: String,
+        /// Give up waiting after this long (the command keeps running).
+        timeout_ms: u64,
+    },
+    /// Output of the running or last command. Answer: `Result`, or `Screen`.
+    Read {
+        /// The session.
+        name: String,
+        /// Wait up to this long for the command to finish.
+        wait_ms: u64,
+        /// Return the terminal screen as text instead.
+        screen: bool,
+    },
+    /// Bytes to the running command's terminal. Answer: `Done`.
+    Send {
+        /// The session.
+        name: String,
+        /// The bytes, base64.
+        data: String,
+    },
+    /// Interrupts the running command. Answer: `Done`.
+    Interrupt {
+        /// The session.
+        name: String,
+        /// `INT`, `TERM`, `KILL` or `EOF`.
+        signal: Signal,
+    },
+    /// Takes over the connection for an interactive terminal. Answer: `Attached`, then a
+    /// stream of `Output` / `Finished` / `Error` driven by [`AttachInput`]s.
+    Attach {
+        /// The session.
+        name: String,
+        /// The local terminal's width.
+        cols: u16,
+        /// The local terminal's height.
+        rows: u16,
+    },
+    /// Every session. Answer: `Sessions`.
+    List,
+    /// One session. Answer: `Session`.
+    Status {
+        /// The session.
+        name: String,
+    },
+    /// A session's commands. Answer: `History`.
+    History {
+        /// The session.
+        name: String,
+    },
+    /// Closes a session. Answer: `Done`.
+    Close {
+        /// The session.
+        name: String,
+    },
+    /// Closes every session and stops the daemon. Answer: `Done`.
+    Shutdown,
+}
+
+/// The signals `interrupt` can send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "UPPERCASE")]
+#[value(rename_all = "UPPERCASE")]
+pub enum Signal {
+    /// Ctrl-C through the terminal.
+    Int,
+    /// SIGTERM to the foreground process group.
+    Term,
+    /// SIGKILL to the foreground process group.
+    Kill,
+    /// Ctrl-D: end of input.
+    Eof,
+}
+
+impl From<Signal> for Interrupt {
+    fn from(s: Signal) -> Interrupt {
+        match s {
+            Signal::Int => Interrupt::Int,
+            Signal::Term => Interrupt::Term,
+            Signal::Kill => Interrupt::Kill,
+            Signal::Eof => Interrupt::Eof,
+        }
+    }
+}
+
+/// What an attached client sends after `Attach`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AttachInput {
+    /// Runs a command line typed at the attach prompt.
+    Run {
+        /// The line.
+        command: String,
+    },
+    /// Keystrokes for the running command (base64).
+    Input {
+        /// The bytes, base64.
+        data: String,
+    },
+    /// The local terminal changed size.
+    Resize {
+        /// Width.
+        cols: u16,
+        /// Height.
+        rows: u16,
+    },
+    /// The client leaves; the session and its running command go on.
+    Detach,
+}
+
+/// Why a request failed, so the client can pick an exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad input: invalid name, a command that cannot be typed.
+    Invalid,
+    /// No such session.
+    UnknownSession,
+    /// The name is taken.
+    Duplicate,
+    /// A command is running (or none is, for send/interrupt).
+    Busy,
+    /// The host could not be reached or the link failed.
+    Connect,
+    /// Authentication or host key verification failed.
+    Auth,
+    /// The ssh config could not be used.
+    Config,
+    /// The session is closed, disconnected or reconnecting.
+    Disconnected,
+    /// The daemon refused the client (another user) or is shutting down.
+    Daemon,
+    /// Anything else.
+    Other,
+}
+
+/// A daemon's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    /// The daemon's hello.
+    Hello(Hello),
+    /// Success without data.
+    Done,
+    /// Output bytes (base64), streamed as they arrive.
+    Output {
+        /// The bytes, base64.
+        data: String,
+    },
+    /// A command's outcome (its streamed output is not repeated in it).
+    Result(ResultView),
+    /// The terminal screen.
+    Screen {
+        /// The rows, joined by newlines.
+        text: String,
+    },
+    /// One session.
+    Session(SessionView),
+    /// Every session.
+    Sessions {
+        /// Sorted by name.
+        sessions: Vec<SessionView>,
+    },
+    /// A session's history.
+    History {
+        /// Oldest first.
+        entries: Vec<HistoryView>,
+    },
+    /// Attached: whether a command is running, and where the shell is.
+    Attached {
+        /// The running command, if any: keystrokes go to it.
+        running: Option<String>,
+        /// The shell's working directory.
+        cwd: String,
+    },
+    /// Keystrokes sent as `Input` that no command took because it had just ended; the
+    /// client types them at its prompt instead, so type-ahead is never lost.
+    Unconsumed {
+        /// The bytes, base64.
+        data: String,
+    },
+    /// An attached command ended.
+    Finished {
+        /// Its exit code, if it has one.
+        exit_code: Option<i32>,
+        /// The shell's working directory now.
+        cwd: String,
+    },
+    /// The request failed.
+    Error {
+        /// What kind of failure.
+        error: ErrorKind,
+        /// The message, saying what to do.
+        message: String,
+    },
+}
+
+/// A command's outcome, for the wire and for `--json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultView {
+    /// The command line.
+    pub command: String,
+    /// `running`, `exited`, `shell_exited`, `link_lost` or `killed`.
+    pub state: String,
+    /// The exit code, once known.
+    pub exit_code: Option<i32>,
+    /// The working directory after it.
+    pub cwd: String,
+    /// Time since it started, in milliseconds.
+    pub duration_ms: u64,
+    /// Output not streamed before (base64; empty for `exec`, which streams everything).
+    pub output: String,
+    /// Output bytes dropped to bound memory.
+    pub dropped_bytes: u64,
+    /// Notices (shell restarted, reconnected...), as sentences.
+    pub notices: Vec<String>,
+}
+
+impl ResultView {
+    /// The view of `r`, with `output` as its output.
+    pub fn of(r: &ExecResult, output: &[u8]) -> ResultView {
+        ResultView {
+            command: r.command.clone(),
+            state: state_name(&r.state).to_string(),
+            exit_code: r.exit_code,
+            cwd: r.cwd.clone(),
+            duration_ms: millis(r.duration),
+            output: encode(output),
+            dropped_bytes: r.dropped_bytes,
+            notices: r.notices.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// The snake_case name of a command state.
+pub fn state_name(state: &CommandState) -> &'static str {
+    match state {
+        CommandState::Running => "running",
+        CommandState::Exited => "exited",
+        CommandState::ShellExited => "shell_exited",
+        CommandState::LinkLost => "link_lost",
+        CommandState::Killed => "killed",
+    }
+}
+
+/// A session, for the wire and for `ls --json` / `status --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    /// Name.
+    pub name: String,
+    /// Remote host.
+    pub host: String,
+    /// Remote user.
+    pub user: String,
+    /// Remote port.
+    pub port: u16,
+    /// `russh` or `openssh`.
+    pub transport: String,
+    /// `connecting`, `connected`, `reconnecting`, `error` or `closed`.
+    pub status: String,
+    /// Details of the status (the error, the reconnect attempt).
+    pub status_detail: Option<String>,
+    /// Unix time in milliseconds.
+    pub created_ms: u64,
+    /// Unix time in milliseconds.
+    pub last_activity_ms: u64,
+    /// Commands run.
+    pub command_count: u64,
+    /// Working directory.
+    pub cwd: String,
+    /// The running command.
+    pub running: Option<String>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Reconnections so far.
+    pub reconnects: u32,
+    /// Whether the shell lives in remote tmux.
+    pub persistent: bool,
+}
+
+impl From<&SessionInfo> for SessionView {
+    fn from(i: &SessionInfo) -> SessionView {
+        let status_detail = match &i.status {
+            SessionStatus::Reconnecting { attempt, of } => {
+                Some(format!("attempt {attempt} of {of}"))
+            }
+            SessionStatus::Error { detail, .. } => Some(detail.clone()),
+            _ => None,
+        };
+        SessionView {
+            name: i.name.clone(),
+            host: i.host.clone(),
+            user: i.user.clone(),
+            port: i.port,
+            transport: i.transport.name().to_string(),
+            status: i.status.name().to_string(),
+            status_detail,
+            created_ms: unix_ms(i.created),
+            last_activity_ms: unix_ms(i.last_activity),
+            command_count: i.command_count,
+            cwd: i.cwd.clone(),
+            running: i.running.clone(),
+            last_error: i.last_error.as_ref().map(|(e, _)| e.clone()),
+            reconnects: i.reconnects,
+            persistent: i.persistent,
+        }
+    }
+}
+
+/// One history entry, for the wire and for `history --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryView {
+    /// The command line.
+    pub command: String,
+    /// Its exit code (`None` while running).
+    pub exit_code: Option<i32>,
+    /// Unix time in milliseconds.
+    pub started_ms: u64,
+    /// How long it ran (`None` while running).
+    pub duration_ms: Option<u64>,
+    /// Who issued it (`cli`, `attach`, `api`...).
+    pub source: String,
+}
+
+impl From<&HistoryEntry> for HistoryView {
+    fn from(h: &HistoryEntry) -> HistoryView {
+        HistoryView {
+            command: h.command.clone(),
+            exit_code: h.exit_code,
+            started_ms: unix_ms(h.started_at),
+            duration_ms: h.duration.map(millis),
+            source: h.source.clone(),
+        }
+    }
+}
+
+/// A `~/.ssh/config` alias, for `hosts --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostView {
+    /// The alias.
+    pub alias: String,
+    /// Where it connects.
+    pub host_name: Option<String>,
+    /// The remote user.
+    pub user: Option<String>,
+    /// The port.
+    pub port: Option<u16>,
+    /// The ProxyJump value.
+    pub proxy_jump: Option<String>,
+}
+
+impl From<&HostAlias> for HostView {
+    fn from(a: &HostAlias) -> HostView {
+        HostView {
+            alias: a.alias.clone(),
+            host_name: a.host_name.clone(),
+            user: a.user.clone(),
+            port: a.port,
+            proxy_jump: a.proxy_jump.clone(),
+        }
+    }
+}
+
+/// Base64 of `bytes`.
+pub fn encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Bytes of base64 `text`; a malformed payload is a protocol error.
+pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("malformed base64 payload: {e}"))
+}
+
+/// One message as a JSON line.
+pub fn to_line<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(message).expect("protocol messages always serialize");
+    line.push(b'\n');
+    line
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_compatibility() {
+        let ours = Hello::client();
+        assert!(ours.compatible_with(&ours));
+        let other_protocol = Hello {
+            protocol: PROTOCOL_VERSION + 1,
+            ..Hello::client()
+        };
+        assert!(!other_protocol.compatible_with(&ours));
+        let other_build = Hello {
+            version: "0.0.0-other".into(),
+            ..Hello::client()
+        };
+        assert!(!other_build.compatible_with(&ours));
+    }
+
+    #[test]
+    fn hello_without_daemon_fields_parses() {
+        // An older client's hello lacks pid/sessions: it must still be understood so the
+        // daemon can answer with its own versions.
+        let h: Hello = serde_json::from_str(r#"{"protocol":1,"version":"9.9.9"}"#).unwrap();
+        assert_eq!((h.pid, h.sessions), (0, 0));
+    }
+
+    #[test]
+    fn requests_round_trip_as_single_lines() {
+        let requests = [
+            Request::Connect {
+                name: "web".into(),
+                spec: ConnectSpec {
+                    target: "deploy@web:2222".into(),
+                    identities: vec!["/k".into()],
+                    ..Default::default()
+                },
+            },
+            Request::Exec {
+                name: "web".into(),
+                command: "printf 'a\\nb'\n".into(),
+                timeout_ms: 5,
+            },
+            Request::Interrupt {
+                name: "web".into(),
+                signal: Signal::Kill,
+            },
+            Request::List,
+            Request::Shutdown,
+        ];
+        for r in requests {
+            let line = to_line(&r);
+            assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+            assert_eq!(line.last(), Some(&b'\n'));
+            let back: Request = serde_json::from_slice(&line).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn wire_names_are_stable() {
+        let v = serde_json::to_value(Request::Interrupt {
+            name: "a".into(),
+            signal: Signal::Eof,
+        })
+        .unwrap();
+        assert_eq!(v["op"], "interrupt");
+        assert_eq!(v["signal"], "EOF");
+        let v = serde_json::to_value(Response::Done).unwrap();
+        assert_eq!(v["kind"], "done");
+        let v = serde_json::to_value(AttachInput::Detach).unwrap();
+        assert_eq!(v["op"], "detach");
+    }
+
+    #[test]
+    fn binary_payloads_are_exact() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode(&encode(&bytes)).unwrap(), bytes);
+        assert!(decode("not base64!").is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! End-to-end: the built `ssh-session` binary, its daemon, and a real OpenSSH sshd.
+
+mod common;
+
+use common::{text, Env};
+
+#[test]
+fn two_execs_share_cwd_and_env() {
+    let env = Env::new();
+    env.connect("web");
+    env.ok(&[
+        "exec",
+        "web",
+        "--",
+        "cd",
+        "/tmp",
+        "&&",
+        "export",
+        "CLI_VAR=kept",
+    ]);
+    let out = env.ok(&["exec", "web", "--", "pwd; echo $CLI_VAR"]);
+    assert_eq!(out, "/tmp\nkept\n");
+    let history = env.ok(&["history", "web", "--json"]);
+    let entries: serde_json::Value = serde_json::from_str(&history).unwrap();
+    assert_eq!(entries.as_array().unwrap().len(), 2);
+    assert_eq!(entries[0]["source"], "cli");
+    assert_eq!(entries[1]["exit_code"], 0);
+}
+
+#[test]
+fn exit_codes_propagate() {
+    let env = Env::new();
+    env.connect("codes");
+    assert_eq!(
+        env.run(&["exec", "codes", "--", "false"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        env.run(&["exec", "codes", "--", "sh -c 'exit 42'"])
+            .status
+            .code(),
+        Some(42)
+    );
+    // `exit 3` ends the session's shell itself: its status is the command's, stderr says
+    // so, and the next command gets a new shell.
+    let out = env.run(&["exec", "codes", "--", "exit", "3"]);
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("shell of session codes exited"),
+        "{:?}",
+        text(&out)
+    );
+    let out = env.run(&["exec", "codes", "--", "echo", "again"]);
+    assert_eq!(
+        (out.status.code(), text(&out).0.as_str()),
+        (Some(0), "again\n")
+    );
+}
+
+#[test]
+fn timeout_exits_124_and_read_gets_the_rest() {
+    let env = Env::new();
+    env.connect("slow");
+    let out = env.run(&[
+        "exec",
+        "slow",
+        "--timeout",
+        "1s",
+        "--",
+        "echo start; sleep 3; echo end; (exit 7)",
+    ]);
+    let (first, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(124), "{first} {stderr}");
+    assert!(stderr.contains("still running"), "{stderr}");
+    assert!(stderr.contains("ssh-session read slow"), "{stderr}");
+    // A busy session refuses another command, clearly.
+    let busy = env.run(&["exec", "slow", "--", "true"]);
+    assert_eq!(busy.status.code(), Some(67));
+    assert!(text(&busy).1.contains("busy"), "{:?}", text(&busy));
+    let rest = env.run(&["read", "slow", "--wait", "60s"]);
+    let (second, stderr) = text(&rest);
+    assert_eq!(rest.status.code(), Some(7), "{second} {stderr}");
+    // Every byte exactly once across the two invocations.
+    assert_eq!(format!("{first}{second}"), "start\nend\n");
+}
+
+#[test]
+fn send_and_interrupt_reach_the_running_command() {
+    let env = Env::new();
+    env.connect("io");
+    let out = env.run(&[
+        "exec",
+        "io",
+        "--timeout",
+        "500ms",
+        "--",
+        "read x; echo got-$x",
+    ]);
+    assert_eq!(out.status.code(), Some(124));
+    env.ok(&["send", "io", r"abc\n"]);
+    let out = env.run(&["read", "io", "--wait", "60s"]);
+    assert_eq!(text(&out).0, "got-abc\n");
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = env.run(&["exec", "io", "--timeout", "500ms", "--", "sleep 60"]);
+    assert_eq!(out.status.code(), Some(124));
+    env.ok(&["interrupt", "io", "--signal", "INT"]);
+    let out = env.run(&["read", "io", "--wait", "60s"]);
+    assert_eq!(out.status.code(), Some(130), "{:?}", text(&out));
+    // Nothing runs now: send and interrupt say so.
+    let out = env.run(&["interrupt", "io"]);
+    assert_eq!(out.status.code(), Some(67));
+    assert!(
+        text(&out).1.contains("no running command"),
+        "{:?}",
+        text(&out)
+    );
+}
+
+#[test]
+fn listings_are_json_for_scripts() {
+    let env = Env::new();
+    let empty = env.ok(&["ls", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&empty).unwrap(),
+        serde_json::json!([])
+    );
+    env.connect("a1");
+    env.connect("b2");
+    let list: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "--json"])).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a1", "b2"]);
+    assert_eq!(list[0]["status"], "connected");
+    assert_eq!(list[0]["port"], env.sshd.port());
+    let table = env.ok(&["ls"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("a1") && table.contains("connected"),
+        "{table}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["status", "b2", "--json"])).unwrap();
+    assert_eq!(status["name"], "b2");
+    env.ok(&["close", "a1"]);
+    let list: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn screen_shows_the_terminal() {
+    let env = Env::new();
+    env.connect("scr");
+    env.ok(&["exec", "scr", "--", "printf 'top-line\\n'"]);
+    let screen = env.ok(&["read", "scr", "--screen"]);
+    assert!(screen.contains("top-line"), "{screen}");
+}
+
+#[test]
+fn hosts_and_connect_use_the_ssh_config() {
+    let env = Env::new();
+    let config = env.dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host kit-alias\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+            env.sshd.port(),
+            env.sshd.user(),
+            env.sshd.user_key().display(),
+            env.sshd.known_hosts().display()
+        ),
+    )
+    .unwrap();
+    let env = env.with("SSH_SESSION_SSH_CONFIG", config.to_str().unwrap());
+    let hosts: serde_json::Value = serde_json::from_str(&env.ok(&["hosts", "--json"])).unwrap();
+    assert_eq!(hosts[0]["alias"], "kit-alias");
+    assert_eq!(hosts[0]["port"], env.sshd.port());
+    env.ok(&["connect", "aliased", "kit-alias"]);
+    assert_eq!(
+        env.ok(&["exec", "aliased", "--", "echo", "via-alias"]),
+        "via-alias\n"
+    );
+}
+
+#[test]
+fn bad_inputs_give_clear_errors_and_distinct_codes() {
+    let env = Env::new();
+    // An invalid name is refused before any daemon is started.
+    let out = env.run(&["exec", "no way", "--", "true"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out).1.contains("invalid session name"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(!env.socket.exists());
+
+    env.connect("dup");
+    let out = env.run(&["exec", "ghost", "--", "true"]);
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("no session named \"ghost\"") && stderr.contains("dup"),
+        "{stderr}"
+    );
+
+    let port = env.sshd.port().to_string();
+    let out = env.run(&["connect", "dup", "127.0.0.1", "-p", &port]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(text(&out).1.contains("already exists"), "{:?}", text(&out));
+
+    let closed = ssh_session_testkit::free_port().to_string();
+    let out = env.run(&["connect", "nowhere", "127.0.0.1", "-p", &closed]);
+    assert_eq!(out.status.code(), Some(68), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("cannot connect to 127.0.0.1"),
+        "{:?}",
+        text(&out)
+    );
+
+    let key = env.sshd.unauthorized_key().display().to_string();
+    let out = env.run(&["connect", "badkey", "127.0.0.1", "-p", &port, "-i", &key]);
+    assert_eq!(out.status.code(), Some(69), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("authentication failed"),
+        "{:?}",
+        text(&out)
+    );
+
+    let out = env.run(&["send", "dup", r"\q"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out).1.contains("--raw"), "{:?}", text(&out));
+
+    // The daemon is still fine after all that.
+    assert_eq!(env.ok(&["exec", "dup", "--", "echo", "ok"]), "ok\n");
+    let list: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn help_documents_exit_codes_and_examples() {
+    let env = Env::new();
+    let help = env.ok(&["--help"]);
+    for needle in ["Examples:", "124", "Ctrl-]", "SSH_SESSION_SOCKET", "72"] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+}
+
+#[test]
+fn a_killed_exec_client_leaves_the_command_running() {
+    let env = Env::new();
+    env.connect("bg");
+    let mut client = std::process::Command::new(common::bin());
+    for (k, v) in env.vars() {
+        match v {
+            Some(v) => client.env(k, v),
+            None => client.env_remove(k),
+        };
+    }
+    let mut client = client
+        .args(["exec", "bg", "--", "read go; echo done-$go"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = common::wait_until(common::LIMIT, || {
+        let s: serde_json::Value =
+            serde_json::from_str(&env.ok(&["status", "bg", "--json"])).unwrap();
+        !s["running"].is_null()
+    });
+    assert!(running, "the command never started\n{}", env.log());
+    // SAFETY: signalling the child this test spawned.
+    unsafe { libc::kill(client.id() as libc::pid_t, libc::SIGINT) };
+    client.wait().unwrap();
+    env.ok(&["send", "bg", r"late\n"]);
+    let out = env.run(&["read", "bg", "--wait", "60s"]);
+    assert_eq!(text(&out).0, "done-late\n");
+    assert_eq!(out.status.code(), Some(0));
+}
