@@ -261,4 +261,32 @@ conformance! {
         assert_eq!(out(&s, "echo after").await, "after\n");
         m.shutdown().await;
     }
+
+    async fn a_dropped_stream_leaves_the_rest_to_read_output() {
+        let (m, s) = session("dropped").await;
+        let mut stream = s
+            .exec_stream("echo first; sleep 0.5; echo second; exit_with() { return $1; }; exit_with 5", ExecOptions::default())
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("first") {
+            match stream.next().await {
+                Some(StreamEvent::Output(bytes)) => seen.extend_from_slice(&bytes),
+                other => panic!("{other:?}"),
+            }
+        }
+        drop(stream);
+        // Every byte once: what the stream delivered is not repeated, nothing after is lost.
+        let r = s
+            .read_output(ReadOptions {
+                wait: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, b"first\n");
+        assert_eq!(r.text(), "second\n");
+        assert_eq!(r.exit_code, Some(5));
+        m.shutdown().await;
+    }
 }

@@ -39,7 +39,8 @@ pub trait Session: Send + Sync {
     async fn exec(&self, command: &str, options: ExecOptions) -> Result<ExecResult>;
 
     /// Runs `command` and streams its output as it arrives. The stream ends with
-    /// [`StreamEvent::Finished`]. Dropping the stream early leaves the command running.
+    /// [`StreamEvent::Finished`]. Dropping the stream early leaves the command running, and
+    /// what it prints from then on is returned by `read_output`.
     async fn exec_stream(&self, command: &str, options: ExecOptions) -> Result<ExecStream>;
 
     /// Output of the running (or last) command that is new since the previous result,

@@ -258,8 +258,13 @@ impl State {
         match self.current.as_mut().filter(|c| c.outcome.is_none()) {
             Some(run) => {
                 run.output.push(&bytes);
+                // A dropped stream stops consuming: what follows stays for read_output.
+                if run.stream.as_ref().is_some_and(|tx| tx.is_closed()) {
+                    run.stream = None;
+                }
                 if let Some(tx) = &run.stream {
                     out.push((tx.clone(), StreamEvent::Output(Bytes::from(bytes))));
+                    run.cursor = run.output.total();
                 }
             }
             None => self.idle.push(&bytes),
@@ -286,7 +291,7 @@ impl State {
             entry.exit_code = exit_code;
             entry.duration = Some(now - run.started);
         }
-        if let Some(tx) = run.stream.take() {
+        if let Some(tx) = run.stream.take().filter(|tx| !tx.is_closed()) {
             let mut result = result_of(run, &cwd, now);
             // The bytes already went out as chunks.
             result.output.clear();
@@ -316,8 +321,9 @@ impl State {
             id,
             command: command.to_string(),
             started: Instant::now(),
+            // A streaming caller is sent the idle output first (see `begin_command`).
+            cursor: if stream.is_some() { output.total() } else { 0 },
             output,
-            cursor: 0,
             outcome: None,
             notices,
             stream,
