@@ -93,6 +93,11 @@ fn big_binary_hostile_output_and_a_megabyte_command() {
 }
 
 #[test]
+fn a_command_cut_off_by_a_lost_link_is_an_error_then_the_session_recovers() {
+    scenario("link_lost", Sshd::shared());
+}
+
+#[test]
 fn six_parallel_sessions() {
     scenario("parallel", Sshd::shared());
 }

@@ -316,7 +316,8 @@ pub struct SessionInfo {
     pub cwd: String,
     /// The command running now, if any.
     pub running: Option<String>,
-    /// The last error (connection lost, reconnect failed...) and when it happened.
+    /// The last failure (a lost connection, even one since re-established; a reconnect that
+    /// gave up...) and when it happened.
     pub last_error: Option<(String, SystemTime)>,
     /// Successful reconnections so far.
     pub reconnects: u32,

@@ -366,7 +366,29 @@ async def persistent():
         await c.ok("ssh_disconnect", session="keep")
 
 
-SCENARIOS = {f.__name__: f for f in (tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
+async def link_lost():
+    async with server() as c:
+        await c.connect("flaky")
+        await c.run("flaky", "cd /tmp && export KEPT=1")
+        # The shell's parent is sshd's process for this connection: killing it drops the
+        # link while `sleep 10` runs.
+        e = await c.err("ssh_exec", session="flaky", command="(sleep 0.5; kill -9 $PPID) & sleep 10", timeout_ms=20000)
+        check("connection was lost" in e and "outcome is unknown" in e, "in-flight command reported lost", e)
+        deadline = time.monotonic() + 30
+        while True:
+            r = await c.call("ssh_exec", session="flaky", command="pwd; echo $KEPT")
+            if not r.is_error:
+                break
+            check(time.monotonic() < deadline, "never reconnected", r.content[0].text)
+            await asyncio.sleep(0.2)
+        r = r.structured_content
+        check(r["output"] == "/tmp\n1\n", "state restored after reconnecting", r)
+        check(any("re-established" in n for n in r.get("notices", [])), "reconnect notice", r)
+        st = await c.ok("ssh_session_status", session="flaky")
+        check(st["reconnects"] >= 1 and st["last_error"], "status after reconnect", st)
+
+
+SCENARIOS = {f.__name__: f for f in (link_lost, tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
 
 if __name__ == "__main__":
     asyncio.run(asyncio.wait_for(SCENARIOS[sys.argv[1]](), timeout=240))

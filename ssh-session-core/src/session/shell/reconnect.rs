@@ -18,6 +18,11 @@ impl ShellSession {
         if self.inner.reconnecting.swap(true, Ordering::AcqRel) {
             return;
         }
+        // The loss is the failure to report, even when the reconnection then succeeds.
+        self.inner.lock().last_error = Some((
+            format!("connection lost: {cause}"),
+            std::time::SystemTime::now(),
+        ));
         let _ = self
             .reconnect_loop(cause, self.inner.config.reconnect.max_attempts)
             .await;
