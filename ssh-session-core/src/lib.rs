@@ -62,7 +62,7 @@ pub mod session;
 pub mod transport;
 
 pub use config::{
-    list_host_aliases, resolve_host, ConfigResolver, HostAlias, ResolvedBy, ResolvedHost,
+    list_host_aliases, resolve_host, ConfigResolver, HostAlias, HostSpec, ResolvedBy, ResolvedHost,
 };
 pub use error::{Error, Result};
 pub use manager::{validate_name, ConnectionInfo, SessionManager};

@@ -430,3 +430,38 @@ async fn listing_fifty_aliases_is_fast() {
     assert_eq!(aliases[7].user.as_deref(), Some("u7"));
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+#[tokio::test]
+async fn a_host_spec_applies_its_overrides_after_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        "Host pc\n  HostName 10.1.2.3\n  User alice\n  Port 2200\n  IdentityFile /keys/config_key\n  ProxyCommand nc %h %p\n",
+    )
+    .unwrap();
+    let mut spec = ssh_session_core::HostSpec::new("pc");
+    spec.config_file = Some(config);
+    // The native transport cannot run a ProxyCommand: refused, saying what to use.
+    let e = spec.resolve().await.unwrap_err();
+    assert!(e.to_string().contains("OpenSSH transport"), "{e}");
+    spec.transport = ssh_session_core::TransportKind::OpenSsh;
+    spec.user = Some("bob".into());
+    spec.identity_files = vec!["/keys/given".into()];
+    let o = spec.resolve().await.unwrap();
+    assert_eq!(o.host, "pc", "ssh runs the ProxyCommand for the alias");
+    assert_eq!((o.user.as_str(), o.port), ("bob", 2200));
+    let keys: Vec<_> = o.identities.iter().map(|i| i.path.clone()).collect();
+    assert_eq!(
+        keys,
+        [
+            std::path::PathBuf::from("/keys/given"),
+            "/keys/config_key".into()
+        ]
+    );
+    let e = ssh_session_core::HostSpec::new(" ")
+        .resolve()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no host given"), "{e}");
+}

@@ -166,3 +166,69 @@ impl ConnectOptions {
         ))
     }
 }
+
+/// A host as a person or an agent names it — a `~/.ssh/config` alias or
+/// `[user@]host[:port]` — with the overrides a command line or tool call may add. Every
+/// front end (MCP server, CLI) resolves hosts through this, so they agree.
+#[derive(Clone, Debug, Default)]
+pub struct HostSpec {
+    /// Alias or `[user@]host[:port]`.
+    pub host: String,
+    /// Overrides the user.
+    pub user: Option<String>,
+    /// Overrides the port.
+    pub port: Option<u16>,
+    /// Keys tried first, before the config's `IdentityFile`s (as `ssh -i` does).
+    pub identity_files: Vec<PathBuf>,
+    /// The backend. Chosen before the config is applied: a `ProxyCommand` host works
+    /// with [`TransportKind::OpenSsh`] only.
+    pub transport: TransportKind,
+    /// The OpenSSH client configuration (`None`: `~/.ssh/config`; `/dev/null`: none).
+    pub config_file: Option<PathBuf>,
+}
+
+impl HostSpec {
+    /// A spec for `host` with no overrides.
+    pub fn new(host: impl Into<String>) -> Self {
+        HostSpec {
+            host: host.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The connect options `ssh` would use for this host, with the overrides applied.
+    ///
+    /// # Errors
+    /// As [`ResolvedHost::apply_to`]; an empty host is a [`Error::Config`] too.
+    pub async fn resolve(&self) -> Result<ConnectOptions> {
+        if self.host.trim().is_empty() {
+            return Err(Error::Config {
+                detail: "no host given: name a ~/.ssh/config alias or [user@]host[:port]".into(),
+            });
+        }
+        let resolved = resolve_host(&self.host, self.config_file.as_deref()).await?;
+        let base = ConnectOptions::new(resolved.host_name.clone(), resolved.user.clone())
+            .transport(self.transport);
+        let mut opts = resolved.apply_to(base)?;
+        if let Some(user) = &self.user {
+            opts.user = user.clone();
+        }
+        if let Some(port) = self.port {
+            opts.port = port;
+        }
+        if !self.identity_files.is_empty() {
+            let configured = std::mem::take(&mut opts.identities);
+            opts.identities = self
+                .identity_files
+                .iter()
+                .map(IdentityFile::new)
+                .chain(
+                    configured
+                        .into_iter()
+                        .filter(|c| !self.identity_files.contains(&c.path)),
+                )
+                .collect();
+        }
+        Ok(opts)
+    }
+}

@@ -28,6 +28,8 @@
 //! ```
 
 mod connect;
+
+pub use connect::HostSpec;
 mod dump;
 mod expand;
 mod fallback;
