@@ -20,9 +20,10 @@ pub struct Config {
     pub ssh_config: Option<PathBuf>,
     /// known_hosts file (default `~/.ssh/known_hosts`).
     pub known_hosts: Option<PathBuf>,
-    /// `"strict"` (default: unknown hosts refused) or `"accept-new"` (recorded on first
-    /// use). A changed host key is always refused.
-    pub host_key_policy: String,
+    /// `"strict"` (unknown hosts refused) or `"accept-new"` (recorded on first use); unset,
+    /// the ssh config's `StrictHostKeyChecking` decides (strict if it says nothing). A
+    /// changed host key is always refused.
+    pub host_key_policy: Option<String>,
     /// Offer the ssh-agent's keys (default true).
     pub use_agent: bool,
     /// Limit for connecting and authenticating, in milliseconds (default 10000).
@@ -49,7 +50,7 @@ impl Default for Config {
             transport: "russh".into(),
             ssh_config: None,
             known_hosts: None,
-            host_key_policy: "strict".into(),
+            host_key_policy: None,
             use_agent: true,
             connect_timeout_ms: 10_000,
             exec_timeout_ms: 30_000,
@@ -133,12 +134,13 @@ impl Config {
         parse_transport(&self.transport)
     }
 
-    /// The configured host key policy.
-    pub fn key_policy(&self) -> std::result::Result<HostKeyPolicy, String> {
-        match self.host_key_policy.as_str() {
-            "strict" => Ok(HostKeyPolicy::Strict),
-            "accept-new" => Ok(HostKeyPolicy::AcceptNew),
-            other => Err(format!(
+    /// The configured host key policy, if one is set.
+    pub fn key_policy(&self) -> std::result::Result<Option<HostKeyPolicy>, String> {
+        match self.host_key_policy.as_deref() {
+            None => Ok(None),
+            Some("strict") => Ok(Some(HostKeyPolicy::Strict)),
+            Some("accept-new") => Ok(Some(HostKeyPolicy::AcceptNew)),
+            Some(other) => Err(format!(
                 "host_key_policy {other:?} is not one of \"strict\", \"accept-new\""
             )),
         }

@@ -20,12 +20,15 @@ pub fn generate_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Binds `addr` and serves `server` at `/mcp` until `shutdown` resolves. `ready` gets the
-/// bound address (useful with port 0).
+/// Binds `addr` and serves `server` at `/mcp` until `shutdown` resolves. Requests must
+/// carry `Host` set to a loopback name, the bound address or one of `extra_allowed_hosts`
+/// (rmcp's defence against DNS rebinding). `ready` gets the bound address (useful with
+/// port 0).
 pub async fn serve_http(
     server: SshSessionServer,
     addr: SocketAddr,
     token: String,
+    extra_allowed_hosts: Vec<String>,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -37,6 +40,7 @@ pub async fn serve_http(
         .map_err(|source| McpError::Listen { addr, source })?;
     let mut allowed_hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     allowed_hosts.push(bound.ip().to_string());
+    allowed_hosts.extend(extra_allowed_hosts);
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
     config.cancellation_token = cancel.clone();

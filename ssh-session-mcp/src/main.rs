@@ -27,10 +27,16 @@ struct Args {
     /// The bearer token for --http (default: generated and written to --token-file).
     #[arg(long, env = "SSH_SESSION_MCP_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Where a generated token is written, mode 0600 (default:
-    /// $XDG_RUNTIME_DIR/ssh-session-mcp.token, else ~/.ssh-session-mcp.token).
+    /// Where the token is kept between runs, mode 0600: read if it exists, else generated
+    /// and written there (default: $XDG_RUNTIME_DIR/ssh-session-mcp.token, else
+    /// ~/.ssh-session-mcp.token).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// A Host header clients may use besides the loopback names and the bound address
+    /// (repeatable), e.g. this machine's DNS name when listening beyond loopback: other
+    /// Host headers are refused, against DNS rebinding.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
     /// Backend for new sessions, overriding the config: russh or openssh.
     #[arg(long)]
     transport: Option<String>,
@@ -82,23 +88,69 @@ fn token_path(args: &Args) -> PathBuf {
     }
 }
 
+/// The token kept in `path` from an earlier run, if there is one. The file must be a
+/// regular file of ours that nobody else can read, or it is refused rather than trusted.
+fn read_token(path: &std::path::Path) -> Result<Option<String>, McpError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(McpError::Config {
+                detail: format!("cannot read the token file {}: {e}", path.display()),
+            })
+        }
+    };
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.file_type().is_file() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(McpError::Config {
+            detail: format!(
+                "the token file {} must be a regular file owned by you with mode 0600; remove it (a new token is then generated) or fix it",
+                path.display()
+            ),
+        });
+    }
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| McpError::Config {
+            detail: format!("cannot read the token file {}: {e}", path.display()),
+        })?
+        .trim()
+        .to_string();
+    Ok((token.len() >= 16).then_some(token))
+}
+
+/// Writes a new token with mode 0600: to a fresh file (never an existing one, never
+/// through a symlink) renamed over `path`, so no moment exists where others can read it.
 fn write_token(path: &std::path::Path, token: &str) -> Result<(), McpError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| McpError::Config {
+        detail: format!(
+            "cannot write the token to {}: {e}; give --token-file",
+            path.display()
+        ),
+    };
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("token"),
+        std::process::id()
+    ));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(token.as_bytes()).map(|_| f))
-        .map_err(|e| McpError::Config {
-            detail: format!(
-                "cannot write the token to {}: {e}; give --token-file",
-                path.display()
-            ),
-        })?;
-    file.flush().ok();
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(fail)?;
+    let written = file
+        .write_all(token.as_bytes())
+        .and_then(|_| file.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
     Ok(())
 }
 
@@ -120,20 +172,32 @@ async fn run(args: Args) -> Result<(), McpError> {
             })
         }
         None => {
-            let t = http::generate_token();
             let path = token_path(&args);
-            write_token(&path, &t)?;
-            eprintln!(
-                "ssh-session-mcp: bearer token written to {}",
-                path.display()
-            );
-            t
+            match read_token(&path)? {
+                Some(t) => {
+                    eprintln!(
+                        "ssh-session-mcp: using the bearer token in {}",
+                        path.display()
+                    );
+                    t
+                }
+                None => {
+                    let t = http::generate_token();
+                    write_token(&path, &t)?;
+                    eprintln!(
+                        "ssh-session-mcp: bearer token written to {}",
+                        path.display()
+                    );
+                    t
+                }
+            }
         }
     };
     http::serve_http(
         server,
         addr,
         token,
+        args.allowed_hosts.clone(),
         |bound| eprintln!("ssh-session-mcp: listening on http://{bound}/mcp"),
         async {
             use tokio::signal::unix::{signal, SignalKind};

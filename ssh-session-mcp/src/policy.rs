@@ -39,7 +39,9 @@ pub struct HostRule {
     pub deny: Vec<String>,
 }
 
-/// Programs that only inspect (without the options some have to write, checked below).
+/// Programs that only inspect (the options some have to write or run others are refused
+/// in [`arguments_allowed`]). Deliberately absent: `sed`, `awk`, `xargs`, `command`, `env`
+/// with arguments, shells and interpreters — each can run or write anything.
 const READ_ONLY_PROGRAMS: &[&str] = &[
     "cat",
     "head",
@@ -83,7 +85,6 @@ const READ_ONLY_PROGRAMS: &[&str] = &[
     "printenv",
     "which",
     "type",
-    "command",
     "ps",
     "pgrep",
     "top",
@@ -98,7 +99,6 @@ const READ_ONLY_PROGRAMS: &[&str] = &[
     "journalctl",
     "dmesg",
     "find",
-    "sed",
     "realpath",
     "readlink",
     "basename",
@@ -110,14 +110,34 @@ const READ_ONLY_PROGRAMS: &[&str] = &[
     "cd",
 ];
 
-/// Subcommands allowed for the programs that also have writing ones.
-fn subcommand_allowed(program: &str, args: &[&str]) -> bool {
+/// Whether `args` keep `program` read-only: subcommands for the programs that also have
+/// writing ones, and no option that writes a file or runs another program.
+fn arguments_allowed(program: &str, args: &[&str]) -> bool {
     let sub = args.iter().find(|a| !a.starts_with('-')).copied();
+    let any = |pred: &dyn Fn(&str) -> bool| args.iter().any(|a| pred(a));
+    let operands = args.iter().filter(|a| !a.starts_with('-')).count();
     match program {
-        "git" => matches!(
-            sub,
-            Some("status" | "log" | "diff" | "show" | "branch" | "remote" | "rev-parse" | "blame")
-        ),
+        "git" => {
+            matches!(
+                sub,
+                Some(
+                    "status"
+                        | "log"
+                        | "diff"
+                        | "show"
+                        | "branch"
+                        | "remote"
+                        | "rev-parse"
+                        | "blame"
+                )
+            ) && !any(&|a| {
+                a == "-c"
+                    || a.starts_with("--output")
+                    || a.starts_with("--ext-diff")
+                    || a.starts_with("--exec-path")
+                    || a.starts_with("--upload-pack")
+            })
+        }
         "systemctl" => matches!(
             sub,
             Some(
@@ -137,32 +157,79 @@ fn subcommand_allowed(program: &str, args: &[&str]) -> bool {
             Some("ps" | "logs" | "inspect" | "images" | "stats" | "version" | "info")
         ),
         "kubectl" => matches!(sub, Some("get" | "describe" | "logs" | "top" | "version")),
-        "find" => !args.iter().any(|a| {
+        "find" => !any(&|a| {
+            a == "-delete"
+                || a.starts_with("-exec")
+                || a.starts_with("-ok")
+                || a.starts_with("-fprint")
+                || a == "-fls"
+        }),
+        "sort" => !any(&|a| {
+            a.starts_with("-o") || a.starts_with("--output") || a.starts_with("--compress-program")
+        }),
+        "less" => !any(&|a| {
+            a.starts_with("-o")
+                || a.starts_with("-O")
+                || a.starts_with("--log-file")
+                || a.starts_with("--LOG-FILE")
+        }),
+        "tree" => !any(&|a| a.starts_with("-o")),
+        "rg" => !any(&|a| a.starts_with("--pre")),
+        "file" => !any(&|a| a == "-C" || a == "--compile"),
+        "uniq" => operands <= 1,
+        "ip" => !any(&|a| {
             matches!(
-                *a,
-                "-delete"
-                    | "-exec"
-                    | "-execdir"
-                    | "-ok"
-                    | "-okdir"
-                    | "-fprint"
-                    | "-fprintf"
-                    | "-fls"
+                a,
+                "add"
+                    | "del"
+                    | "delete"
+                    | "set"
+                    | "change"
+                    | "replace"
+                    | "flush"
+                    | "exec"
+                    | "netns"
             )
         }),
-        "sed" => !args
-            .iter()
-            .any(|a| a.starts_with("-i") || *a == "--in-place"),
-        "sort" => !args
-            .iter()
-            .any(|a| a.starts_with("-o") || a.starts_with("--output")),
-        "ip" => !args.iter().any(|a| {
+        "journalctl" => !any(&|a| {
+            a.starts_with("--vacuum")
+                || matches!(
+                    a,
+                    "--rotate" | "--flush" | "--sync" | "--relinquish-var" | "--setup-keys"
+                )
+        }),
+        "dmesg" => !any(&|a| {
             matches!(
-                *a,
-                "add" | "del" | "delete" | "set" | "change" | "replace" | "flush"
+                a,
+                "-c" | "-C"
+                    | "--clear"
+                    | "--read-clear"
+                    | "-D"
+                    | "-E"
+                    | "-n"
+                    | "--console-off"
+                    | "--console-on"
+                    | "--console-level"
             )
         }),
-        "mount" => args.is_empty(),
+        "date" => !any(&|a| a.starts_with("-s") || a.starts_with("--set")),
+        "hostname" => args.iter().all(|a| {
+            matches!(
+                *a,
+                "-f" | "-i"
+                    | "-I"
+                    | "-s"
+                    | "-d"
+                    | "-A"
+                    | "--fqdn"
+                    | "--short"
+                    | "--domain"
+                    | "--all-fqdns"
+                    | "--ip-address"
+                    | "--all-ip-addresses"
+            )
+        }),
+        "env" | "mount" => args.is_empty(),
         _ => true,
     }
 }
@@ -267,15 +334,25 @@ impl Policy {
 }
 
 impl SessionRules {
-    /// Whether input may be sent to running programs.
-    pub fn check_input(&self) -> Result<(), String> {
-        match &self.rule {
-            Some(r) if r.read_only => Err(
-                "this host is read-only in the server's policy: sending input to programs is refused"
+    /// Whether `input` may be typed into the running program. Typed input is a command line
+    /// for a shell or REPL as much as a reply to a prompt, so a read-only host or one with
+    /// an allow list refuses it, and deny patterns apply to it.
+    pub fn check_input(&self, input: &str) -> Result<(), String> {
+        let Some(rule) = &self.rule else {
+            return Ok(());
+        };
+        if rule.read_only || !rule.allow.is_empty() {
+            return Err(
+                "refused by the server's policy: this host only runs allowed commands, so typing input into programs is refused"
                     .into(),
-            ),
-            _ => Ok(()),
+            );
         }
+        if let Some((p, _)) = rule.deny.iter().find(|(_, g)| g.is_match(input.trim_end())) {
+            return Err(format!(
+                "refused by the server's policy: the input matches deny pattern {p:?}"
+            ));
+        }
+        Ok(())
     }
 
     /// Whether `command` may run; the error names the rule that refuses it.
@@ -318,6 +395,15 @@ fn read_only_check(command: &str, extra: &[String]) -> Result<(), String> {
     let (mut single, mut double) = (false, false);
     let mut prev = ' ';
     while let Some(c) = chars.next() {
+        if c == '\\' && !single {
+            // An escaped character is literal: it neither quotes nor separates.
+            segment.push(c);
+            if let Some(next) = chars.next() {
+                segment.push(next);
+            }
+            prev = 'x';
+            continue;
+        }
         // `2>&1` and `&>file` are redirections, not the `&` that ends a command.
         let redirect_amp = c == '&' && (prev == '>' || chars.peek() == Some(&'>'));
         prev = c;
@@ -330,11 +416,17 @@ fn read_only_check(command: &str, extra: &[String]) -> Result<(), String> {
                 continue;
             }
             '>' if !single && !double => {
-                // Only fd duplication (2>&1, >&2) and /dev/null are harmless.
+                // Only duplicating a descriptor (`2>&1`, `>&2`, `>&-`) and /dev/null are
+                // harmless; `>&file` writes a file.
                 let rest: String = chars.clone().collect();
-                let rest = rest.trim_start_matches('>').trim_start();
-                let harmless = rest.starts_with('&') || rest.starts_with("/dev/null");
-                if !harmless {
+                let rest = rest.trim_start_matches('>');
+                let target = rest.strip_prefix('&').unwrap_or(rest).trim_start();
+                let fd_dup = rest.starts_with('&')
+                    && target
+                        .chars()
+                        .next()
+                        .is_some_and(|t| t.is_ascii_digit() || t == '-');
+                if !(fd_dup || target.starts_with("/dev/null")) {
                     return Err("output redirection to a file is not allowed".into());
                 }
             }
@@ -360,10 +452,7 @@ fn read_only_check(command: &str, extra: &[String]) -> Result<(), String> {
         if !known {
             return Err(format!("{program:?} is not on the read-only list"));
         }
-        if program == "env" && !args.is_empty() {
-            return Err("env with arguments runs another program".into());
-        }
-        if !subcommand_allowed(program, args) {
+        if !arguments_allowed(program, args) {
             return Err(format!("{program} {} may write", args.join(" ")));
         }
     }
@@ -417,7 +506,17 @@ mod tests {
             .check_command("rm -rf /")
             .unwrap_err()
             .contains("only allows"));
-        assert!(r.check_input().is_ok());
+        assert!(r.check_input("y\n").unwrap_err().contains("typing input"));
+        let deny_only = rules(HostRule {
+            pattern: "prod-*".into(),
+            deny: vec!["*shutdown*".into()],
+            ..Default::default()
+        });
+        assert!(deny_only.check_input("y\n").is_ok());
+        assert!(deny_only
+            .check_input("shutdown -h now\n")
+            .unwrap_err()
+            .contains("deny"));
     }
 
     #[test]
@@ -462,11 +561,26 @@ mod tests {
             "FOO=1 ls",
             "env rm x",
             "ls | xargs rm",
+            "echo \\\"; touch /x; echo \\\"",
+            "cat f >&/tmp/x",
+            "command rm -rf /tmp/x",
+            "sed -n '1e id' f",
+            "less -o /tmp/log f",
+            "sort --compress-program=sh f",
+            "git -c core.pager=sh log",
+            "git log --output=/tmp/x",
+            "ip netns exec ns rm x",
+            "find / -fprint0 /tmp/x",
+            "rg --pre sh x",
+            "uniq in out",
+            "journalctl --vacuum-time=1s",
+            "date -s 2020-01-01",
+            "hostname evil",
             "ls &> out.txt",
         ] {
             assert!(r.check_command(bad).is_err(), "{bad} passed");
         }
-        assert!(r.check_input().unwrap_err().contains("read-only"));
+        assert!(r.check_input("y\n").unwrap_err().contains("typing input"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ssh_session_core::transport::PtyRequest;
-use ssh_session_core::{validate_name, ConnectOptions, IdentityFile, Session, SessionConfig};
+use ssh_session_core::{validate_name, HostSpec, Session, SessionConfig};
 
 use super::params::ConnectArgs;
 use super::results::ConnectResult;
@@ -24,34 +24,29 @@ impl SshSessionServer {
             name: "transport",
             detail,
         })?;
-        if args.host.trim().is_empty() {
-            return Err(McpError::InvalidArgument {
-                name: "host",
-                detail: "empty; give a ~/.ssh/config alias or [user@]host[:port]".into(),
-            });
-        }
         let config = &self.config;
-        let ssh_config = config.ssh_config.as_deref().map(expand_home);
-        let mut options =
-            ConnectOptions::from_ssh_config(&args.host, ssh_config.as_deref()).await?;
-        if let Some(user) = &args.user {
-            options.user = user.clone();
-        }
-        if let Some(port) = args.port {
-            options.port = port;
-        }
-        if let Some(key) = &args.identity_file {
-            let path = expand_home(std::path::Path::new(key));
-            // The caller's key goes first; config keys remain as fallbacks.
-            options.identities.insert(0, IdentityFile::new(path));
-        }
-        options.transport = transport;
+        let spec = HostSpec {
+            host: args.host.clone(),
+            user: args.user.clone(),
+            port: args.port,
+            identity_files: args
+                .identity_file
+                .iter()
+                .map(|key| expand_home(std::path::Path::new(key)))
+                .collect(),
+            transport,
+            config_file: config.ssh_config.as_deref().map(expand_home),
+        };
+        let mut options = spec.resolve().await?;
         if let Some(known) = &config.known_hosts {
             options.known_hosts = expand_home(known);
         }
-        options.host_key_policy = config
+        if let Some(policy) = config
             .key_policy()
-            .map_err(|detail| McpError::Config { detail })?;
+            .map_err(|detail| McpError::Config { detail })?
+        {
+            options.host_key_policy = policy;
+        }
         options.use_agent = options.use_agent && config.use_agent;
         options.connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         options.server_alive_interval = Some(Duration::from_secs(config.keepalive_interval_s));
@@ -94,7 +89,6 @@ impl SshSessionServer {
             resumed: info.resumed,
             status: info.status.name().into(),
             cwd: info.cwd,
-            notices: Vec::new(),
         })
     }
 }

@@ -37,7 +37,7 @@ impl SshSessionServer {
         progress: Option<(Peer<RoleServer>, ProgressToken)>,
     ) -> Result<ExecResult> {
         let session = self.session(&args.session)?;
-        self.rules_of(&args.session)
+        self.rules_of(&session)
             .check_command(&args.command)
             .map_err(|detail| McpError::Policy { detail })?;
         let timeout_ms = args.timeout_ms.unwrap_or(self.config.exec_timeout_ms);
@@ -112,11 +112,10 @@ impl SshSessionServer {
             })
             .await
             .map_err(map_core)?;
-        let lost = lost_error(session, &r, render_opts);
-        let rendered = render(&r.output, r.dropped_bytes, render_opts);
-        if let Some(e) = lost {
+        if let Some(e) = lost_error(session, &r, render_opts) {
             return Err(e);
         }
+        let rendered = render(&r.output, r.dropped_bytes, render_opts);
         Ok(ReadResult {
             output: rendered.text,
             running: r.is_running(),
@@ -130,7 +129,12 @@ impl SshSessionServer {
     }
 }
 
-/// A result of the command after `first`: output appended, the rest taken from the later.
+/// The most output one result accumulates across progress slices, as the session bounds a
+/// single result (its default `max_output_bytes`): head ¼ and tail ¾ are kept.
+const MERGED_LIMIT: usize = 8 << 20;
+
+/// A result of the command after `first`: output appended (bounded), the rest taken from
+/// the later.
 fn merge(
     first: ssh_session_core::ExecResult,
     next: ssh_session_core::ExecResult,
@@ -138,6 +142,12 @@ fn merge(
     let mut merged = next;
     let mut output = first.output;
     output.extend_from_slice(&merged.output);
+    if output.len() > MERGED_LIMIT {
+        let head = MERGED_LIMIT / 4;
+        let cut = output.len() - MERGED_LIMIT;
+        output.drain(head..head + cut);
+        merged.dropped_bytes += cut as u64;
+    }
     merged.output = output;
     merged.dropped_bytes += first.dropped_bytes;
     let mut notices = first.notices;
@@ -198,4 +208,35 @@ fn progress_message(output: &[u8], total: u64) -> String {
         .unwrap_or("");
     let last: String = last.chars().take(200).collect();
     format!("running; {total} bytes of output so far; last line: {last}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(output: Vec<u8>, dropped: u64) -> ssh_session_core::ExecResult {
+        ssh_session_core::ExecResult {
+            command: "c".into(),
+            output,
+            exit_code: None,
+            state: CommandState::Running,
+            cwd: "/".into(),
+            duration: Duration::ZERO,
+            output_bytes: 0,
+            dropped_bytes: dropped,
+            notices: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn merged_progress_slices_stay_bounded() {
+        let mut r = result(b"head".to_vec(), 0);
+        for i in 0..20u8 {
+            r = merge(r, result(vec![b'a' + i; 1 << 20], 1));
+        }
+        assert_eq!(r.output.len(), MERGED_LIMIT);
+        assert!(r.output.starts_with(b"head"));
+        assert!(r.output.ends_with(&[b'a' + 19; 1 << 20]));
+        assert_eq!(r.dropped_bytes, 20 + (4 + (20 << 20) - MERGED_LIMIT) as u64);
+    }
 }

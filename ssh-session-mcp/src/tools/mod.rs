@@ -107,13 +107,20 @@ impl SshSessionServer {
         Ok(self.manager.get(name)?)
     }
 
-    fn rules_of(&self, name: &str) -> SessionRules {
-        self.rules
+    /// The policy rules of a session: those fixed when it connected (matched against the
+    /// host as the caller named it), or, for a session whose entry is not recorded yet
+    /// (a call racing its `ssh_connect`), those matching its host name — never none.
+    fn rules_of(&self, session: &ssh_session_core::ShellSession) -> SessionRules {
+        let recorded = self
+            .rules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+            .get(session.name())
+            .cloned();
+        recorded.unwrap_or_else(|| {
+            let host = session.info().host;
+            self.policy.rules_for(&host, &host)
+        })
     }
 
     fn cap(&self, requested: Option<usize>) -> usize {
@@ -233,8 +240,8 @@ impl SshSessionServer {
         Parameters(args): Parameters<SendInputArgs>,
     ) -> std::result::Result<Json<ReadResult>, String> {
         let session = self.session(&args.session)?;
-        self.rules_of(&args.session)
-            .check_input()
+        self.rules_of(&session)
+            .check_input(&args.input)
             .map_err(|detail| McpError::Policy { detail })?;
         session
             .send_input(args.input.as_bytes())

@@ -68,7 +68,7 @@ pub struct SendInputArgs {
     pub session: String,
     /// Exact text to type: "\n" is Enter, "\u0003" Ctrl-C
     pub input: String,
-    /// Then wait up to this long for output or the end (default 500)
+    /// Then wait up to this long, returning early if the command ends (default 500)
     pub wait_ms: Option<u64>,
     /// Also return the terminal screen as text
     pub screen: Option<bool>,

@@ -27,9 +27,6 @@ pub struct ConnectResult {
     pub status: String,
     /// Working directory
     pub cwd: String,
-    /// Things to know (e.g. the login shell is not POSIX)
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notices: Vec<String>,
 }
 
 /// `ssh_exec`.

@@ -20,6 +20,8 @@ from mcp.client.stdio import stdio_client
 
 ENV = json.loads(os.environ["SSH_SESSION_E2E"])
 TARGET = f"{ENV['user']}@{ENV['host']}:{ENV['port']}"
+# A sleep length unique to this run, so pgrep/pkill find only our own background job.
+SLEEP = f"{300 + os.getpid() % 1000}.{os.getpid()}"
 TOOLS = [
     "ssh_connect", "ssh_exec", "ssh_read_output", "ssh_send_input", "ssh_interrupt",
     "ssh_disconnect", "ssh_list_sessions", "ssh_list_hosts", "ssh_session_status", "ssh_history",
@@ -76,6 +78,18 @@ async def server(args=None, env=None):
         async with ClientSession(read, write) as session:
             await session.initialize()
             yield Client(session)
+
+
+async def until(c, session, pred, what, screen=False, first=None):
+    """Reads until `pred(output so far, result)` holds; bounded, never timing-dependent."""
+    seen = first["output"] if first else ""
+    deadline = time.monotonic() + 30
+    while True:
+        r = await c.ok("ssh_read_output", session=session, wait_ms=300, screen=screen)
+        seen += r["output"]
+        if pred(seen, r):
+            return seen, r
+        check(time.monotonic() < deadline, what, (seen, r))
 
 
 async def healthy(c):
@@ -201,19 +215,21 @@ async def long_running():
 async def interactive():
     async with server() as c:
         await c.connect("repl")
-        r = await c.run("repl", "python3 -q", timeout_ms=1500)
+        r = await c.run("repl", "python3 -q", timeout_ms=500)
         check(r["running"], "python REPL runs", r)
-        r = await c.ok("ssh_send_input", session="repl", input="6 * 7\n", wait_ms=1500)
-        check("42" in r["output"], "REPL answered", r)
+        r = await c.ok("ssh_send_input", session="repl", input="6 * 7\n", wait_ms=500)
+        await until(c, "repl", lambda out, _: "42" in out, "REPL answered", first=r)
         r = await c.ok("ssh_send_input", session="repl", input="exit()\n", wait_ms=5000)
-        check(r["running"] is False and r["exit_code"] == 0, "REPL ended", r)
+        if r["running"]:
+            _, r = await until(c, "repl", lambda _, last: not last["running"], "REPL ended")
+        check(r["exit_code"] == 0, "REPL exit code", r)
 
         await c.run("repl", "seq 1 500 > /tmp/mcp-e2e-less.txt")
-        r = await c.run("repl", "less /tmp/mcp-e2e-less.txt", timeout_ms=1000)
+        r = await c.run("repl", "less /tmp/mcp-e2e-less.txt", timeout_ms=300)
         check(r["running"], "less runs", r)
-        r = await c.ok("ssh_read_output", session="repl", screen=True, wait_ms=300)
+        _, r = await until(c, "repl", lambda _, last: "1\n2\n3\n" in last["screen"], "less drew its screen", screen=True)
         screen = r["screen"]
-        check("1\n2\n3\n" in screen and "500" not in screen, "full-screen program via screen", screen)
+        check("500" not in screen, "full-screen program via screen", screen)
         r = await c.ok("ssh_send_input", session="repl", input="q", wait_ms=5000)
         check(r["running"] is False, "q leaves less", r)
 
@@ -308,32 +324,51 @@ async def policy():
         check("read-only" in e, "write refused", e)
         e = await c.err("ssh_exec", session="ro", command="cat /etc/shadow")
         check("deny" in e, "deny pattern", e)
+        e = await c.err("ssh_send_input", session="ro", input="rm -rf /tmp/x\n")
+        check("typing input" in e, "input refused on a read-only host", e)
+        e = await c.err("ssh_exec", session="ro", command="echo \\\"; touch /tmp/mcp-e2e-nope; echo \\\"")
+        check("read-only" in e, "escaped quotes do not hide a second command", e)
+
+
+async def start_http_server(env, extra=()):
+    """Starts the server over HTTP on a free port; returns (process, url)."""
+    proc = await asyncio.create_subprocess_exec(
+        ENV["bin"], *server_args(), "--http", "127.0.0.1:0", *extra,
+        env=env, stderr=asyncio.subprocess.PIPE)
+    seen = []
+    while True:
+        line = (await asyncio.wait_for(proc.stderr.readline(), timeout=30)).decode()
+        check(line, "http server exited before listening", seen)
+        seen.append(line)
+        if "listening on" in line:
+            return proc, line.split("listening on ")[1].strip()
+
+
+async def stop(proc):
+    proc.terminate()
+    await asyncio.wait_for(proc.wait(), timeout=30)
+
+
+def post(url, body, headers):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 async def http():
-    import subprocess
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
     token = "e2e-token-0123456789abcdef"
-    env = dict(os.environ, SSH_SESSION_MCP_TOKEN=token)
-    proc = subprocess.Popen([ENV["bin"], *server_args(), "--http", "127.0.0.1:0"],
-                            env=env, stderr=subprocess.PIPE, text=True)
+    proc, url = await start_http_server(dict(os.environ, SSH_SESSION_MCP_TOKEN=token))
     try:
-        line = ""
-        deadline = time.monotonic() + 30
-        while "listening on" not in line:
-            check(time.monotonic() < deadline and proc.poll() is None, "http server start", line)
-            line = proc.stderr.readline()
-        url = line.split("listening on ")[1].strip()
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
-        for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}):
-            req = urllib.request.Request(url, data=body, method="POST", headers={
-                "Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers})
-            try:
-                urllib.request.urlopen(req, timeout=10)
-                check(False, "request without the right token accepted", headers)
-            except urllib.error.HTTPError as e:
-                check(e.code == 401, "refused with 401", e.code)
-        import httpx2
-        from mcp.client.streamable_http import streamable_http_client
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": token}):
+            status = await asyncio.to_thread(post, url, ping, headers)
+            check(status == 401, "request without the right token refused with 401", (headers, status))
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http_client:
             async with streamable_http_client(url, http_client=http_client) as (read, write, *_):
                 async with ClientSession(read, write) as session:
@@ -344,21 +379,40 @@ async def http():
                     r = await c.run("over-http", "pwd")
                     check(r["output"] == "/tmp\n", "exec over http", r)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        await stop(proc)
+    # No token given: one is generated into the token file (0600) and reused next time.
+    token_file = os.path.join(ENV["tmp"], "token")
+    env = {k: v for k, v in os.environ.items() if k != "SSH_SESSION_MCP_TOKEN"}
+    proc, url = await start_http_server(env, ["--token-file", token_file])
+    try:
+        check(os.stat(token_file).st_mode & 0o777 == 0o600, "token file mode", oct(os.stat(token_file).st_mode))
+        generated = open(token_file).read().strip()
+        check(len(generated) == 64, "generated token", generated)
+    finally:
+        await stop(proc)
+    proc, url = await start_http_server(env, ["--token-file", token_file])
+    try:
+        check(open(token_file).read().strip() == generated, "token reused", token_file)
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}
+        status = await asyncio.to_thread(post, url, init, {"Authorization": f"Bearer {generated}"})
+        check(status == 200, "the kept token is accepted", status)
+    finally:
+        await stop(proc)
 
 
 async def persistent():
     async with server() as c:
         r = await c.connect("keep", persistent=True)
         check(r["persistent"] is True and r["resumed"] is False, "persistent connect", r)
-        await c.run("keep", "cd /tmp && export KEPT=yes && (sleep 300 &) && echo marker-$((6*7))")
+        # A unique sleep (its argument names this run) to find, and to end, afterwards.
+        await c.run("keep", f"cd /tmp && export KEPT=yes && (sleep {SLEEP} &) && echo started")
     # The server process is gone (the client closed it); a new one re-adopts the shell.
     async with server() as c:
         r = await c.connect("keep", persistent=True)
         check(r["resumed"] is True, "re-adopted after a server restart", r)
-        r = await c.run("keep", "pwd; echo $KEPT; pgrep -f 'sleep 300' >/dev/null && echo bg-alive")
-        check(r["output"] == "/tmp\nyes\nbg-alive\n", "state survived", r)
+        r = await c.run("keep", f"pwd; echo $KEPT; pgrep -f 'sleep {SLEEP}' >/dev/null && echo bg-alive; pkill -f 'sleep {SLEEP}'")
+        check(r["output"].startswith("/tmp\nyes\nbg-alive\n"), "state survived", r)
         r = await c.ok("ssh_disconnect", session="keep")
     async with server() as c:
         r = await c.connect("keep", persistent=True)
