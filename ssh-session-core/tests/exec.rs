@@ -7,6 +7,10 @@ use ssh_session_core::{CommandState, ExecOptions, Session};
 conformance! {
     async fn state_persists_between_commands() {
         let (m, s) = session("state").await;
+        // Known from the shell's ready marker, before any command.
+        let initial = s.info().cwd;
+        assert!(initial.starts_with('/'), "{initial:?}");
+        assert_eq!(out(&s, "pwd").await, format!("{initial}\n"));
         run(&s, "cd /tmp && mkdir -p ss-state-test && cd ss-state-test").await;
         assert_eq!(out(&s, "pwd").await, "/tmp/ss-state-test\n");
         run(&s, "export GREETING='hello world'; LOCALVAR=local").await;

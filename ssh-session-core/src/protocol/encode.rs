@@ -52,7 +52,8 @@ pub(crate) fn single_quote(s: &str) -> String {
 }
 
 /// The prime: one write, one round trip. Line 1 configures a POSIX shell and prints the
-/// ready marker `TOKEN R <pid> ; <flavor>`; line 2 prints the probe marker `TOKEN P`, which
+/// ready marker `TOKEN R <pid> ; <flavor> ; <cwd> TOKEN E` (closed by the token like the done
+/// marker, since a cwd may hold a newline); line 2 prints the probe marker `TOKEN P`, which
 /// every shell (fish and csh too) can run. Seeing P without R therefore proves the login
 /// shell is not POSIX, without waiting for a timeout.
 ///
@@ -116,7 +117,7 @@ pub(crate) fn prime_script(
         s.push_str("'^(declare -x|export|typeset -x) (SSH_[A-Za-z_]*|SHLVL|_|PWD|OLDPWD|TERM|TMUX|TMUX_PANE)(=|$)' ");
         s.push_str("\"$__ss_f\" >\"$__ss_f.r\") 2>/dev/null;. \"$__ss_f.r\" 2>/dev/null;rm -f \"$__ss_f.r\";fi;");
     }
-    s.push_str("printf '%s%sR%s;%s\\n' \"$__ss_a\" \"$__ss_b\" \"$$\" \"${BASH_VERSION:+x}${ZSH_VERSION:+x}\"");
+    s.push_str("printf '%s%sR%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$$\" \"${BASH_VERSION:+x}${ZSH_VERSION:+x}\" \"$PWD\" \"$__ss_a\" \"$__ss_b\"");
     // One complete `eval` statement in every shell's grammar: fish would otherwise read the
     // POSIX `if ...;then` as an open block and wait for its `end` forever. bash's line
     // editor must be switched off outside that eval: switched off inside it, bash

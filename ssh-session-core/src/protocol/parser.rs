@@ -14,7 +14,11 @@ pub(crate) enum Event {
     /// Bytes exactly as the shell wrote them (PTY line endings still applied).
     Output(Vec<u8>),
     /// The prime ran: the shell's pid and its quoting flavor.
-    Ready { pid: u32, flavor: ShellFlavor },
+    Ready {
+        pid: u32,
+        flavor: ShellFlavor,
+        cwd: Vec<u8>,
+    },
     /// The probe line ran (every shell prints it; see `prime_script`).
     Probe,
     /// Command `id` finished with `exit_code` and left the shell in `cwd`.
@@ -117,29 +121,13 @@ impl MarkerParser {
         };
         let body = &m[t + 1..];
         match kind {
-            b'R' | b'P' => {
+            b'P' => {
                 let Some(nl) = memchr::memchr(b'\n', body) else {
                     return Parsed::Incomplete;
                 };
-                let line = strip_cr(&body[..nl]);
-                let event = if kind == b'P' {
-                    Event::Probe
-                } else {
-                    let text = String::from_utf8_lossy(line);
-                    let (pid, flavor) = text.split_once(';').unwrap_or((&text, ""));
-                    let Ok(pid) = pid.parse() else {
-                        return Parsed::NotOurs;
-                    };
-                    let flavor = if flavor.is_empty() {
-                        ShellFlavor::Posix
-                    } else {
-                        ShellFlavor::Extended
-                    };
-                    Event::Ready { pid, flavor }
-                };
-                Parsed::Complete(t + 1 + nl + 1, event)
+                Parsed::Complete(t + 1 + nl + 1, Event::Probe)
             }
-            b'D' => {
+            b'R' | b'D' => {
                 let Some(end) = self.finder.find(body) else {
                     return Parsed::Incomplete;
                 };
@@ -151,20 +139,40 @@ impl MarkerParser {
                     [b'E'] | [b'E', b'\r'] | [] => return Parsed::Incomplete,
                     _ => return Parsed::NotOurs,
                 };
-                // Fields: id ; exit code ; cwd (the cwd may itself hold ';').
+                // R: pid ; flavor ; cwd.  D: id ; exit code ; cwd.  The cwd may hold ';'
+                // or a newline: the closing token, not a line end, delimits it.
                 let mut fields = body[..end].splitn(3, |&b| b == b';');
-                let (Some(id), Some(code), Some(cwd)) =
+                let (Some(first), Some(second), Some(cwd)) =
                     (fields.next(), fields.next(), fields.next())
                 else {
                     return Parsed::NotOurs;
                 };
                 let number =
                     |f: &[u8]| -> Option<i64> { std::str::from_utf8(f).ok()?.parse().ok() };
-                let (Some(id), Some(exit_code)) = (number(id), number(code)) else {
+                let len = t + 1 + end + t + tail_len;
+                if kind == b'R' {
+                    let Some(pid) = number(first).and_then(|p| u32::try_from(p).ok()) else {
+                        return Parsed::NotOurs;
+                    };
+                    let flavor = if second.is_empty() {
+                        ShellFlavor::Posix
+                    } else {
+                        ShellFlavor::Extended
+                    };
+                    return Parsed::Complete(
+                        len,
+                        Event::Ready {
+                            pid,
+                            flavor,
+                            cwd: cwd.to_vec(),
+                        },
+                    );
+                }
+                let (Some(id), Some(exit_code)) = (number(first), number(second)) else {
                     return Parsed::NotOurs;
                 };
                 Parsed::Complete(
-                    t + 1 + end + t + tail_len,
+                    len,
                     Event::Done {
                         id: id as u64,
                         exit_code: exit_code as i32,
@@ -321,7 +329,7 @@ mod tests {
 
     #[test]
     fn ready_and_probe() {
-        let input = format!("motd\r\n__ss{N}R4242;x\r\n__ss{N}P\r\n");
+        let input = format!("motd\r\n__ss{N}R4242;x;/home/a;b\nc__ss{N}E\r\n__ss{N}P\r\n");
         for events in parse_all_splits(input.as_bytes()) {
             assert_eq!(
                 events,
@@ -329,7 +337,8 @@ mod tests {
                     Event::Output(b"motd\r\n".to_vec()),
                     Event::Ready {
                         pid: 4242,
-                        flavor: ShellFlavor::Extended
+                        flavor: ShellFlavor::Extended,
+                        cwd: b"/home/a;b\nc".to_vec(),
                     },
                     Event::Probe
                 ]

@@ -125,6 +125,7 @@ async def basics():
         r = await c.connect("web")
         check(r["status"] == "connected" and r["name"] == "web" and r["transport"] == "russh", "connect", r)
         check(r["persistent"] is False and r["resumed"] is False, "connect flags", r)
+        check(r["cwd"].startswith("/"), "cwd known at connect", r)
         await c.run("web", "cd /tmp && export GREETING='hello there'")
         r = await c.run("web", "pwd; echo $GREETING")
         check(r["output"] == "/tmp\nhello there\n", "state across calls", r)

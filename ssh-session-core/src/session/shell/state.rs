@@ -224,8 +224,9 @@ impl State {
                 let excess = log.len().saturating_sub(4096);
                 log.drain(..excess);
             }
-            (Phase::Priming { ready, .. }, Event::Ready { pid, flavor }) => {
+            (Phase::Priming { ready, .. }, Event::Ready { pid, flavor, cwd }) => {
                 *ready = Some((pid, flavor));
+                self.cwd = String::from_utf8_lossy(&cwd).into_owned();
             }
             (Phase::Priming { probed, .. }, Event::Probe) => *probed = true,
             (_, Event::Output(bytes)) => self.on_command_output(&bytes, out),
