@@ -191,10 +191,6 @@ enum Parsed {
     NotOurs,
 }
 
-fn strip_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
 /// Length of the longest suffix of `buf` that is a proper prefix of `token`: those bytes may
 /// be the start of a marker split across chunks and must wait for the next chunk.
 fn longest_prefix_suffix(buf: &[u8], token: &[u8]) -> usize {
