@@ -63,25 +63,7 @@ pub async fn run(mut client: Client, name: &str) -> Result<i32, CliError> {
     loop {
         tokio::select! {
             response = client.recv() => {
-                let typed_ahead = match response? {
-                    Response::Output { data } => {
-                        view.output(&decode(&data).map_err(|e| client.protocol(e))?);
-                        Vec::new()
-                    }
-                    Response::Unconsumed { data } => {
-                        view.pending.extend(decode(&data).map_err(|e| client.protocol(e))?);
-                        view.take_pending()
-                    }
-                    Response::Finished { exit_code, cwd } => {
-                        view.finished(exit_code, cwd);
-                        view.take_pending()
-                    }
-                    Response::Error { message, .. } => {
-                        view.failed(&message);
-                        view.take_pending()
-                    }
-                    other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
-                };
+                let typed_ahead = view.answer(response?).map_err(|e| client.protocol(e))?;
                 if !typed_ahead.is_empty() {
                     let (actions, detach) = view.keys(&typed_ahead);
                     for action in actions {
@@ -209,6 +191,47 @@ impl View {
         self.prompt();
     }
 
+    /// A message that changes nothing: a running command is still followed, and at the
+    /// prompt the line being edited is shown again below it.
+    fn notice(&mut self, message: &str) {
+        self.print(&format!("\nssh-session: {message}\n"));
+        if !self.running {
+            self.prompt();
+            let line = self.line.clone();
+            self.write(&line);
+        }
+    }
+
+    /// Handles one daemon message; returns type-ahead to replay at the prompt, or what
+    /// broke the protocol. Only `Finished` and `Error` (the command could not start, or
+    /// following it failed) leave running mode: a `Notice` (keys not delivered while the
+    /// session reconnects) does not, since the daemon still follows the command.
+    fn answer(&mut self, response: Response) -> Result<Vec<u8>, String> {
+        match response {
+            Response::Output { data } => {
+                self.output(&decode(&data)?);
+                Ok(Vec::new())
+            }
+            Response::Unconsumed { data } => {
+                self.pending.extend(decode(&data)?);
+                Ok(self.take_pending())
+            }
+            Response::Finished { exit_code, cwd } => {
+                self.finished(exit_code, cwd);
+                Ok(self.take_pending())
+            }
+            Response::Notice { message } => {
+                self.notice(&message);
+                Ok(Vec::new())
+            }
+            Response::Error { message, .. } => {
+                self.failed(&message);
+                Ok(self.take_pending())
+            }
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
     /// Handles typed bytes: what to send to the daemon, and whether to detach.
     fn keys(&mut self, chunk: &[u8]) -> (Vec<AttachInput>, bool) {
         let (typed, detach) = match chunk.iter().position(|&b| b == DETACH_KEY) {
@@ -240,7 +263,11 @@ impl View {
                     }
                 }
                 0x7f | 0x08 => {
-                    // Remove one character (all bytes of a UTF-8 sequence).
+                    // Remove one character (all bytes of a UTF-8 sequence); on an empty
+                    // line there is nothing to erase, and the prompt must stay intact.
+                    if self.line.is_empty() {
+                        continue;
+                    }
                     while let Some(last) = self.line.pop() {
                         if last & 0xc0 != 0x80 {
                             break;
@@ -369,6 +396,98 @@ mod tests {
         v.colour = false;
         v.out = Box::new(std::io::sink());
         v
+    }
+
+    /// What a view writes to the screen, shared with the test.
+    #[derive(Clone, Default)]
+    struct Screen(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+    impl Write for Screen {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Screen {
+        fn take(&self) -> String {
+            String::from_utf8(std::mem::take(&mut *self.0.borrow_mut())).unwrap()
+        }
+    }
+
+    fn watched(running: bool) -> (View, Screen) {
+        let mut v = view(running);
+        let screen = Screen::default();
+        v.out = Box::new(screen.clone());
+        (v, screen)
+    }
+
+    #[test]
+    fn backspace_on_an_empty_line_leaves_the_prompt_alone() {
+        let (mut v, screen) = watched(false);
+        v.prompt();
+        assert_eq!(screen.take(), "t:/$ ");
+        let (actions, _) = v.keys(b"\x7f\x08\x7f");
+        assert!(actions.is_empty());
+        assert_eq!(screen.take(), "", "nothing may be erased");
+        // One erase per typed character, multi-byte ones included, and no more.
+        v.keys("aé".as_bytes());
+        screen.take();
+        v.keys(b"\x7f\x7f\x7f");
+        assert_eq!(screen.take(), "\x08 \x08\x08 \x08");
+        assert!(v.line.is_empty());
+    }
+
+    #[test]
+    fn only_finished_or_an_error_leave_running_mode() {
+        let (mut v, screen) = watched(true);
+        // Keys not delivered (the session reconnects): shown, and keys still go to the
+        // command, which the daemon still follows.
+        let notice = Response::Notice {
+            message: "keys not delivered: reconnecting".into(),
+        };
+        assert_eq!(v.answer(notice), Ok(Vec::new()));
+        assert!(v.running);
+        assert!(screen.take().contains("keys not delivered"));
+        let (actions, _) = v.keys(b"y\r");
+        assert_eq!(
+            actions,
+            [AttachInput::Input {
+                data: encode(b"y\r")
+            }]
+        );
+        let finished = Response::Finished {
+            exit_code: Some(0),
+            cwd: "/tmp".into(),
+        };
+        v.answer(finished).unwrap();
+        assert!(!v.running);
+        assert!(screen.take().ends_with("t:/tmp$ "));
+        // A command that cannot start (or whose following fails) returns to the prompt.
+        v.keys(b"ls\r");
+        assert!(v.running);
+        let failed = Response::Error {
+            error: crate::protocol::ErrorKind::Disconnected,
+            message: "session t is disconnected".into(),
+        };
+        v.answer(failed).unwrap();
+        assert!(!v.running);
+    }
+
+    #[test]
+    fn a_notice_at_the_prompt_redraws_the_line() {
+        let (mut v, screen) = watched(false);
+        v.prompt();
+        v.keys(b"ech");
+        screen.take();
+        let notice = Response::Notice {
+            message: "hm".into(),
+        };
+        v.answer(notice).unwrap();
+        assert_eq!(screen.take(), "\nssh-session: hm\nt:/$ ech");
     }
 
     #[test]

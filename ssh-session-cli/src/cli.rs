@@ -30,6 +30,7 @@ Exit codes:
    68 cannot connect / SSH failure                       69 authentication or host key refused
    70 ssh config error                                   71 session closed or disconnected
    72 daemon unavailable (start failed, refused, version mismatch)
+  141 stdout closed (| head), quietly; the remote command goes on
     1 other errors                                        2 command-line syntax
 
 Environment:
@@ -39,7 +40,7 @@ Environment:
 
 /// Persistent SSH sessions from the shell: named remote shells that keep their working
 /// directory and environment between commands, held by a local daemon.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "ssh-session", version, after_help = EXAMPLES)]
 pub struct Cli {
     /// Options shared by every command.
@@ -57,7 +58,8 @@ pub struct Global {
     /// /tmp/ssh-session-UID/daemon.sock].
     #[arg(long, global = true, env = "SSH_SESSION_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// The directory holding the daemon's socket, lock and log (mode 0700).
+    /// The directory holding the daemon's socket, lock and log (created 0700; an existing
+    /// one must be yours and not writable by others).
     #[arg(
         long,
         global = true,
@@ -92,7 +94,7 @@ pub struct Global {
 }
 
 /// The subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Opens a session named NAME to HOST ([user@]host[:port] or a ~/.ssh/config alias).
     Connect(ConnectArgs),
@@ -187,9 +189,10 @@ pub enum Command {
 }
 
 /// What to do with a running daemon.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum DaemonAction {
-    /// Closes every session and stops the daemon.
+    /// Stops the daemon: sessions are closed, persistent ones only detached (their remote
+    /// tmux shells keep running; `connect --persistent` with the same name re-adopts them).
     Stop,
     /// Shows whether a daemon runs, its pid, version and session count.
     Status {
@@ -200,7 +203,7 @@ pub enum DaemonAction {
 }
 
 /// `connect`'s arguments.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
     /// The session's name: 1-64 characters from A-Z a-z 0-9 . _ -
     pub name: String,
@@ -212,7 +215,8 @@ pub struct ConnectArgs {
     /// Remote port (wins over HOST and the config).
     #[arg(long, short = 'p')]
     pub port: Option<u16>,
-    /// Private key to offer (repeatable); replaces the config's IdentityFile.
+    /// Private key to offer (repeatable); tried before the config's IdentityFile, as
+    /// `ssh -i` does.
     #[arg(short = 'i', long = "identity", value_name = "KEY")]
     pub identity: Vec<PathBuf>,
     /// SSH implementation: russh (built in, default) or openssh (the local ssh client).

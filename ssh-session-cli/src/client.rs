@@ -18,6 +18,8 @@ use crate::runtime::Paths;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an outdated daemon may take to leave after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many daemons one command starts at most while none serves the socket.
+const MAX_STARTS: u32 = 3;
 
 /// A connection to the daemon, past the hello.
 pub struct Client {
@@ -29,12 +31,13 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the running daemon; `None` if there is none.
+    /// Connects to the running daemon; `None` if there is none (or it is stopping).
     pub async fn existing(paths: &Paths) -> Result<Option<Client>, CliError> {
         match UnixStream::connect(&paths.socket).await {
             Ok(stream) => match Client::handshake(stream, paths).await? {
                 Handshake::Ready(client) => Ok(Some(client)),
-                Handshake::Outdated(hello) => Err(mismatch(&hello)),
+                Handshake::Outdated(hello, _) => Err(mismatch(&hello)),
+                Handshake::Gone => Ok(None),
             },
             Err(e) if no_daemon(&e) => Ok(None),
             Err(e) => Err(socket_error(paths, e)),
@@ -44,34 +47,46 @@ impl Client {
     /// Connects to the daemon, starting one if none runs (or the one running is another
     /// version and holds no sessions). The new daemon inherits this process's environment
     /// and gets its socket and idle timeout on its command line.
+    ///
+    /// A daemon that is stopping refuses connections (or drops one it had not accepted
+    /// yet) well before it releases its lock: a daemon started then waits for the lock,
+    /// so `daemon stop && ssh-session connect ...` just works.
     pub async fn connect_or_start(paths: &Paths, idle: Duration) -> Result<Client, CliError> {
-        match UnixStream::connect(&paths.socket).await {
-            Ok(stream) => match Client::handshake(stream, paths).await? {
-                Handshake::Ready(client) => return Ok(client),
-                Handshake::Outdated(hello) if hello.sessions == 0 => {
-                    stop_outdated(paths, &hello).await?
-                }
-                Handshake::Outdated(hello) => return Err(mismatch(&hello)),
-            },
-            Err(e) if no_daemon(&e) => {}
-            Err(e) => return Err(socket_error(paths, e)),
-        }
-        paths.ensure_private_dir()?;
-        let mut child = spawn_daemon(paths, idle)?;
         let deadline = Instant::now() + START_TIMEOUT;
+        let mut child: Option<std::process::Child> = None;
+        let mut spawned = 0;
+        let mut restarted = false;
         loop {
-            if let Ok(stream) = UnixStream::connect(&paths.socket).await {
-                return match Client::handshake(stream, paths).await? {
-                    Handshake::Ready(client) => Ok(client),
-                    Handshake::Outdated(hello) => Err(mismatch(&hello)),
-                };
+            match UnixStream::connect(&paths.socket).await {
+                Ok(stream) => match Client::handshake(stream, paths).await? {
+                    Handshake::Ready(client) => return Ok(client),
+                    Handshake::Outdated(hello, pid) if hello.sessions == 0 && !restarted => {
+                        restarted = true;
+                        stop_outdated(paths, &hello, pid).await?;
+                        continue;
+                    }
+                    Handshake::Outdated(hello, _) => return Err(mismatch(&hello)),
+                    Handshake::Gone => {}
+                },
+                Err(e) if no_daemon(&e) => {}
+                Err(e) => return Err(socket_error(paths, e)),
             }
-            // A daemon that exited with success found another one owning the socket
-            // (started concurrently); keep waiting for that one.
-            if let Ok(Some(status)) = child.try_wait() {
-                if !status.success() {
+            // Nothing serves the socket. Start a daemon unless ours is still coming up. One
+            // that exited with success found another daemon serving the socket (started
+            // concurrently); if that one is gone too, start another, a bounded number of
+            // times.
+            let start = match child.as_mut().map(std::process::Child::try_wait) {
+                None => true,
+                Some(Ok(Some(status))) if !status.success() => {
                     return Err(start_failed(paths, format!("it exited with {status}")));
                 }
+                Some(Ok(Some(_))) => spawned < MAX_STARTS,
+                Some(_) => false,
+            };
+            if start {
+                paths.ensure_private_dir()?;
+                child = Some(spawn_daemon(paths, idle)?);
+                spawned += 1;
             }
             if Instant::now() >= deadline {
                 return Err(start_failed(
@@ -100,20 +115,36 @@ impl Client {
                 ),
             });
         }
-        let (read, writer) = stream.into_split();
-        let mut client = Client {
-            lines: BufReader::new(read).lines(),
+        let (read, mut writer) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        // A connection the daemon had not accepted when it stopped listening is reset:
+        // that daemon is going away, as if there were none.
+        if let Err(e) = writer.write_all(&to_line(&Hello::client())).await {
+            return if gone(&e) {
+                Ok(Handshake::Gone)
+            } else {
+                Err(socket_error(paths, e))
+            };
+        }
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(Handshake::Gone),
+            Err(e) if gone(&e) => return Ok(Handshake::Gone),
+            Err(e) => return Err(socket_error(paths, e)),
+        };
+        let client = Client {
+            lines,
             writer,
             paths: paths.clone(),
             hello: Hello::client(),
         };
-        client.send(&Hello::client()).await?;
-        match client.recv().await? {
+        let response: Response = serde_json::from_str(&line)
+            .map_err(|e| client.protocol(format!("malformed hello {line:?}: {e}")))?;
+        match response {
             Response::Hello(hello) if hello.compatible_with(&Hello::client()) => {
-                client.hello = hello;
-                Ok(Handshake::Ready(client))
+                Ok(Handshake::Ready(Client { hello, ..client }))
             }
-            Response::Hello(hello) => Ok(Handshake::Outdated(hello)),
+            Response::Hello(hello) => Ok(Handshake::Outdated(hello, peer.pid())),
             Response::Error { error, message } => Err(CliError::Remote {
                 kind: error,
                 message,
@@ -165,7 +196,19 @@ impl Client {
 
 enum Handshake {
     Ready(Client),
-    Outdated(Hello),
+    /// Another version; with the pid of the socket's peer (`SO_PEERCRED`), if known.
+    Outdated(Hello, Option<libc::pid_t>),
+    /// The daemon closed the connection before its hello: it is stopping.
+    Gone,
+}
+
+fn gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::UnexpectedEof
+    )
 }
 
 fn no_daemon(e: &std::io::Error) -> bool {
@@ -211,6 +254,7 @@ fn spawn_daemon(paths: &Paths, idle: Duration) -> Result<std::process::Child, Cl
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&paths.log)
         .map_err(|e| CliError::io(format!("opening the daemon log {}", paths.log.display()), e))?;
     let log_err = log
@@ -238,20 +282,40 @@ fn spawn_daemon(paths: &Paths, idle: Duration) -> Result<std::process::Child, Cl
         .map_err(|e| start_failed(paths, format!("cannot run it: {e}")))
 }
 
-/// Stops a daemon of another version that holds no session, and waits until it is gone.
-async fn stop_outdated(paths: &Paths, hello: &Hello) -> Result<(), CliError> {
+/// Stops a daemon of another version that holds no session, and waits until it no longer
+/// accepts connections. `pid` is the socket peer's, from the kernel: the pid in an old
+/// daemon's hello may be missing (0), and kill(0) would signal our own process group.
+async fn stop_outdated(
+    paths: &Paths,
+    hello: &Hello,
+    pid: Option<libc::pid_t>,
+) -> Result<(), CliError> {
+    let Some(pid) = signal_target(pid, std::process::id()) else {
+        return Err(CliError::RuntimeDir {
+            path: paths.dir.clone(),
+            detail: format!(
+                "the daemon on {} is version {} (protocol {}), this is {} (protocol {}), and its \
+                 pid is unknown ({pid:?}), so it was not restarted; stop it with that \
+                 version's `ssh-session daemon stop`",
+                paths.socket.display(),
+                hello.version,
+                hello.protocol,
+                crate::protocol::CRATE_VERSION,
+                crate::protocol::PROTOCOL_VERSION
+            ),
+        });
+    };
     eprintln!(
-        "ssh-session: restarting the daemon (pid {}): it is version {} (protocol {}), this is {} (protocol {}), and it holds no sessions",
-        hello.pid,
+        "ssh-session: restarting the daemon (pid {pid}): it is version {} (protocol {}), this is {} (protocol {}), and it holds no sessions",
         hello.version,
         hello.protocol,
         crate::protocol::CRATE_VERSION,
         crate::protocol::PROTOCOL_VERSION
     );
     // SIGTERM rather than a protocol message: it means the same to every version.
-    // SAFETY: kill(2) on the pid the daemon itself reported.
+    // SAFETY: kill(2) on the socket peer's pid, checked by `signal_target`.
     unsafe {
-        libc::kill(hello.pid as libc::pid_t, libc::SIGTERM);
+        libc::kill(pid, libc::SIGTERM);
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
     while UnixStream::connect(&paths.socket).await.is_ok() {
@@ -261,4 +325,27 @@ async fn stop_outdated(paths: &Paths, hello: &Hello) -> Result<(), CliError> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// The pid that may be sent SIGTERM: a real process other than init and ourselves. 0 and
+/// negative pids address process groups, 1 is init, and our own would kill the client.
+fn signal_target(peer: Option<libc::pid_t>, own: u32) -> Option<libc::pid_t> {
+    peer.filter(|&pid| pid > 1 && u32::try_from(pid).ok() != Some(own))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_another_real_process_is_signalled() {
+        let own = std::process::id();
+        assert_eq!(signal_target(None, own), None);
+        assert_eq!(signal_target(Some(0), own), None);
+        assert_eq!(signal_target(Some(-1), own), None);
+        assert_eq!(signal_target(Some(-4242), own), None);
+        assert_eq!(signal_target(Some(1), own), None);
+        assert_eq!(signal_target(Some(own as libc::pid_t), own), None);
+        assert_eq!(signal_target(Some(4242), 17), Some(4242));
+    }
 }

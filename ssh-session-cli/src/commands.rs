@@ -8,11 +8,22 @@ use crate::cli::{unescape, Cli, Command, ConnectArgs, DaemonAction, Global};
 use crate::client::Client;
 use crate::error::{code, CliError};
 use crate::output::{self, Spinner};
-use crate::protocol::{decode, encode, ConnectSpec, HostView, Request, Response, ResultView};
+use crate::protocol::{
+    decode, encode, ConnectSpec, ErrorKind, HostView, Request, Response, ResultView,
+};
 use crate::runtime::{absolute, Paths};
 
-/// Runs a client command; returns the exit code.
+/// Runs a client command; returns the exit code. A daemon that answers "shutting down"
+/// did not start the request (it stopped, idle or asked to, just as we connected), so
+/// the command runs once more, which starts a new daemon if it needs one.
 pub async fn run(cli: Cli) -> Result<i32, CliError> {
+    match run_once(cli.clone()).await {
+        Err(e) if e.is_daemon_stopping() => run_once(cli).await,
+        other => other,
+    }
+}
+
+async fn run_once(cli: Cli) -> Result<i32, CliError> {
     let paths = Paths::resolve(&cli.global)?;
     let global = &cli.global;
     match cli.command {
@@ -123,7 +134,11 @@ pub async fn run(cli: Cli) -> Result<i32, CliError> {
                 Some(mut client) => {
                     let pid = client.hello.pid;
                     expect_done(&mut client, &Request::Shutdown).await?;
-                    eprintln!("daemon (pid {pid}) stopped; its sessions were closed");
+                    eprintln!(
+                        "daemon (pid {pid}) stopped; its sessions were closed, except persistent \
+                         ones, which were detached: their remote shells keep running in tmux, and \
+                         `ssh-session connect NAME HOST --persistent` re-adopts them"
+                    );
                     Ok(0)
                 }
                 None => {
@@ -161,6 +176,11 @@ async fn connect(global: &Global, paths: &Paths, args: ConnectArgs) -> Result<i3
         known_hosts: global.known_hosts.as_deref().map(absolute).transpose()?,
         no_agent: global.no_agent,
         connect_timeout_ms: args.connect_timeout.map(millis),
+        // This shell's agent, not that of the shell that started the daemon.
+        agent_socket: std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(|s| absolute(std::path::Path::new(&s)))
+            .transpose()?,
     };
     let mut client = session_client(global, paths, &args.name).await?;
     let mut spinner = Spinner::start(format!("connecting {} to {}", args.name, args.host));
@@ -205,12 +225,24 @@ async fn exec(
             timeout_ms: millis(timeout),
         })
         .await?;
+    let mut printed = false;
     loop {
         match client.recv().await? {
             Response::Output { data } => {
                 write_out(&decode(&data).map_err(|e| client.protocol(e))?)?;
+                printed = true;
             }
             Response::Result(r) => return finish(name, &r),
+            // Once output was shown the command ran: running it again would repeat it.
+            Response::Error {
+                error: ErrorKind::ShuttingDown,
+                message,
+            } if printed => {
+                return Err(CliError::Remote {
+                    kind: ErrorKind::Daemon,
+                    message,
+                })
+            }
             Response::Error { error, message } => {
                 return Err(CliError::Remote {
                     kind: error,
@@ -302,8 +334,8 @@ async fn daemon_status(paths: &Paths, json: bool) -> Result<i32, CliError> {
     if json {
         print_json(&status)?;
     } else if let Some(h) = hello {
-        println!(
-            "daemon running: pid {}, version {} (protocol {}), {} session(s)\nsocket {}\nlog    {}",
+        let text = format!(
+            "daemon running: pid {}, version {} (protocol {}), {} session(s)\nsocket {}\nlog    {}\n",
             h.pid,
             h.version,
             h.protocol,
@@ -311,8 +343,9 @@ async fn daemon_status(paths: &Paths, json: bool) -> Result<i32, CliError> {
             paths.socket.display(),
             paths.log.display()
         );
+        write_out(text.as_bytes())?;
     } else {
-        println!("no daemon running on {}", paths.socket.display());
+        write_out(format!("no daemon running on {}\n", paths.socket.display()).as_bytes())?;
     }
     Ok(0)
 }
@@ -324,12 +357,16 @@ fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
 }
 
 /// Writes to stdout now (output streams live). A closed stdout (`| head`) is not an error
-/// worth a message, but it does end the command.
+/// worth a message, but it does end the command ([`CliError::StdoutClosed`]: exit 141,
+/// quietly). A remote command still running goes on, as after Ctrl-C.
 fn write_out(bytes: &[u8]) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|_| out.flush())
-        .map_err(|e| CliError::io("writing to stdout", e))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::StdoutClosed,
+            _ => CliError::io("writing to stdout", e),
+        })
 }
 
 fn millis(d: Duration) -> u64 {

@@ -30,6 +30,9 @@ pub mod code {
     pub const STILL_RUNNING: i32 = 124;
     /// The command's outcome is unknown: the link was lost, or it was killed with its shell.
     pub const UNKNOWN_OUTCOME: i32 = 125;
+    /// Our stdout was closed (`| head`): 128 + SIGPIPE, what a local producer killed by
+    /// SIGPIPE reports, so `set -o pipefail` scripts see the usual status. No message.
+    pub const STDOUT_CLOSED: i32 = 141;
     /// Any other failure.
     pub const OTHER: i32 = 1;
 }
@@ -101,12 +104,28 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// Stdout was closed by its reader (`| head`): the command ends quietly, as a local
+    /// one killed by SIGPIPE would.
+    #[error("stdout was closed")]
+    StdoutClosed,
     /// A core error in this process (ssh config listing).
     #[error(transparent)]
     Core(#[from] ssh_session_core::Error),
 }
 
 impl CliError {
+    /// Whether the daemon refused the request because it was stopping, without starting
+    /// it: running the command again (on a new daemon) is safe.
+    pub fn is_daemon_stopping(&self) -> bool {
+        matches!(
+            self,
+            CliError::Remote {
+                kind: ErrorKind::ShuttingDown,
+                ..
+            }
+        )
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -117,6 +136,7 @@ impl CliError {
             | CliError::VersionMismatch { .. }
             | CliError::Protocol { .. } => code::DAEMON,
             CliError::Io { .. } => code::OTHER,
+            CliError::StdoutClosed => code::STDOUT_CLOSED,
             CliError::Core(e) => kind_code(classify(e)),
         }
     }
@@ -141,7 +161,7 @@ pub fn kind_code(kind: ErrorKind) -> i32 {
         ErrorKind::Auth => code::AUTH,
         ErrorKind::Config => code::CONFIG,
         ErrorKind::Disconnected => code::DISCONNECTED,
-        ErrorKind::Daemon => code::DAEMON,
+        ErrorKind::Daemon | ErrorKind::ShuttingDown => code::DAEMON,
         ErrorKind::Other => code::OTHER,
     }
 }
@@ -170,7 +190,8 @@ pub fn classify(e: &ssh_session_core::Error) -> ErrorKind {
             ErrorKind::Disconnected
         }
         E::JumpHost { source, .. } => classify(source),
-        E::ShutDown => ErrorKind::Daemon,
+        // Only refused new sessions: nothing was done, so the client may retry.
+        E::ShutDown => ErrorKind::ShuttingDown,
         _ => ErrorKind::Other,
     }
 }
@@ -193,6 +214,7 @@ mod tests {
             code::DAEMON,
             code::STILL_RUNNING,
             code::UNKNOWN_OUTCOME,
+            code::STDOUT_CLOSED,
             code::OTHER,
         ];
         let mut sorted = codes.to_vec();

@@ -22,6 +22,8 @@ fn main() {
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,
+        // A closed stdout (`| head`) is the reader's choice, not a failure to report.
+        Err(e @ CliError::StdoutClosed) => e.exit_code(),
         Err(e) => {
             output::error(&e.to_string());
             e.exit_code()

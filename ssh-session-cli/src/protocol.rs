@@ -2,8 +2,9 @@
 //!
 //! Every connection starts with the client's [`Hello`]; the daemon answers with its own
 //! `Hello` before anything else, so a client always learns the daemon's versions even when
-//! they differ (it then refuses to go on, see [`Hello::compatible_with`]). The client may
-//! pipeline its first request right behind its hello: one write, one round trip.
+//! they differ (it then refuses to go on, see [`Hello::compatible_with`]). The client
+//! sends its first request only once the daemon's hello has arrived and matched: two
+//! round trips per command, so that nothing is ever asked of a daemon of another version.
 //!
 //! After the hello a connection carries requests, each answered by one or more
 //! [`Response`]s: any number of `Output`s, then exactly one other response. `Attach`
@@ -21,7 +22,7 @@ use ssh_session_core::{
 
 /// Bumped whenever a message changes shape: a client and a daemon that disagree on it
 /// refuse to talk.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// This crate's version, carried in the hello so a mismatch can be named.
 pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -71,7 +72,7 @@ pub struct ConnectSpec {
     pub user: Option<String>,
     /// Overrides the port of `target` and of the config.
     pub port: Option<u16>,
-    /// Private keys to offer, replacing the config's.
+    /// Private keys to offer first, before the config's (as `ssh -i`).
     pub identities: Vec<PathBuf>,
     /// `russh` or `openssh`.
     pub transport: Option<String>,
@@ -85,6 +86,10 @@ pub struct ConnectSpec {
     pub no_agent: bool,
     /// Connect timeout in milliseconds (`None`: the config's or 10 s).
     pub connect_timeout_ms: Option<u64>,
+    /// The client's `SSH_AUTH_SOCK` (`None`: it has no agent). The daemon may have been
+    /// started from another shell, so its own environment does not say which agent to use.
+    #[serde(default)]
+    pub agent_socket: Option<PathBuf>,
 }
 
 /// What a client asks of the daemon.
@@ -157,7 +162,8 @@ pub enum Request {
         /// The session.
         name: String,
     },
-    /// Closes every session and stops the daemon. Answer: `Done`.
+    /// Stops the daemon: closes its sessions (detaching persistent ones, whose remote
+    /// shells keep running). Answer: `Done`, once they are closed.
     Shutdown,
 }
 
@@ -232,8 +238,11 @@ pub enum ErrorKind {
     Config,
     /// The session is closed, disconnected or reconnecting.
     Disconnected,
-    /// The daemon refused the client (another user) or is shutting down.
+    /// The daemon refused the client (another user).
     Daemon,
+    /// The daemon is stopping and did not start the request: running it again starts a
+    /// new daemon, so the client retries once.
+    ShuttingDown,
     /// Anything else.
     Other,
 }
@@ -282,6 +291,13 @@ pub enum Response {
     Unconsumed {
         /// The bytes, base64.
         data: String,
+    },
+    /// Something for an attached client to show that changes nothing: keystrokes that
+    /// could not be delivered (the session is reconnecting...). The command, if one runs,
+    /// is still followed; only `Finished` or `Error` end that.
+    Notice {
+        /// The message.
+        message: String,
     },
     /// An attached command ended.
     Finished {
@@ -530,6 +546,7 @@ mod tests {
                 spec: ConnectSpec {
                     target: "deploy@web:2222".into(),
                     identities: vec!["/k".into()],
+                    agent_socket: Some("/run/agent.sock".into()),
                     ..Default::default()
                 },
             },
@@ -552,6 +569,17 @@ mod tests {
             let back: Request = serde_json::from_slice(&line).unwrap();
             assert_eq!(back, r);
         }
+    }
+
+    #[test]
+    fn connect_spec_without_agent_field_parses() {
+        let spec: ConnectSpec = serde_json::from_str(
+            r#"{"target":"h","user":null,"port":null,"identities":[],"transport":null,
+                "persistent":false,"ssh_config":null,"known_hosts":null,"no_agent":false,
+                "connect_timeout_ms":null}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.agent_socket, None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::error::CliError;
 /// several daemons (one per `--socket`) can share a directory.
 #[derive(Clone, Debug)]
 pub struct Paths {
-    /// The directory holding them (mode 0700, owned by us).
+    /// The directory holding them: ours, and writable by nobody else.
     pub dir: PathBuf,
     /// The Unix socket clients connect to (mode 0600).
     pub socket: PathBuf,
@@ -53,34 +53,60 @@ impl Paths {
         })
     }
 
-    /// Creates the directory (0700) if needed and checks that nobody else can use it: it
-    /// must be ours, and group/other bits are removed. A directory owned by another user
-    /// is refused: whoever owns it could replace our socket.
+    /// Creates the directory (0700) if it does not exist, and otherwise checks that only
+    /// we can put files in it: it must be ours and not writable by group or others, or
+    /// someone else could replace our socket. An existing directory is never chmodded:
+    /// it may be `$HOME` or `/tmp` (`--socket ~/x.sock`), whose mode is not ours to change.
     pub fn ensure_private_dir(&self) -> Result<(), CliError> {
         let err = |detail: String| CliError::RuntimeDir {
             path: self.dir.clone(),
             detail,
         };
-        match std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-        {
-            Ok(()) => {}
+        if let Some(parent) = self.dir.parent() {
+            // Missing parents are ours to create, private like the directory itself.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| err(format!("cannot create its parent: {e}")))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            // Ours, just made: make its mode exactly 0700 whatever the umask took away.
+            Ok(()) => {
+                return std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| err(format!("cannot make it private (chmod 700): {e}")));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(err(format!("cannot create it: {e}"))),
         }
         let meta = std::fs::metadata(&self.dir).map_err(|e| err(format!("cannot stat it: {e}")))?;
+        if !meta.is_dir() {
+            return Err(err(
+                "it is not a directory; choose another with --runtime-dir or --socket".into(),
+            ));
+        }
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         if meta.uid() != uid {
             return Err(err(format!(
-                "it is owned by uid {}, not by you (uid {uid}); choose another with --runtime-dir",
+                "it is owned by uid {}, not by you (uid {uid}), so its owner could replace the \
+                 daemon's socket; choose a directory of your own with --runtime-dir or --socket",
                 meta.uid()
             )));
         }
-        if meta.mode() & 0o077 != 0 {
-            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| err(format!("cannot make it private (chmod 700): {e}")))?;
+        if meta.mode() & 0o022 != 0 {
+            return Err(err(format!(
+                "it is writable by {} (mode {:o}), so someone else could replace the daemon's \
+                 socket; choose a private directory with --runtime-dir or --socket, or make \
+                 this one private with `chmod go-w {}`",
+                if meta.mode() & 0o002 != 0 {
+                    "others"
+                } else {
+                    "its group"
+                },
+                meta.mode() & 0o7777,
+                self.dir.display()
+            )));
         }
         Ok(())
     }
@@ -141,15 +167,44 @@ mod tests {
     }
 
     #[test]
-    fn private_dir_is_created_0700_and_fixed() {
+    fn private_dir_is_created_0700() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("rt");
+        let dir = tmp.path().join("a/rt");
         let p = Paths::resolve(&global(&["--runtime-dir", dir.to_str().unwrap()])).unwrap();
         p.ensure_private_dir().unwrap();
-        let mode = std::fs::metadata(&dir).unwrap().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p.ensure_private_dir().unwrap();
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(dir.parent().unwrap()).unwrap().mode() & 0o777,
+            0o700
+        );
+        // Idempotent.
+        p.ensure_private_dir().unwrap();
+    }
+
+    #[test]
+    fn an_existing_directory_is_used_as_it_is_never_chmodded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("home");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.join("x.sock");
+        let p = Paths::resolve(&global(&["--socket", socket.to_str().unwrap()])).unwrap();
+        p.ensure_private_dir().unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        for mode in [0o1777, 0o775, 0o757] {
+            let dir = tmp.path().join(format!("shared{mode:o}"));
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let socket = dir.join("x.sock");
+            let p = Paths::resolve(&global(&["--socket", socket.to_str().unwrap()])).unwrap();
+            let e = p.ensure_private_dir().unwrap_err().to_string();
+            assert!(e.contains("writable by") && e.contains("--socket"), "{e}");
+            assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o7777, mode);
+        }
     }
 }

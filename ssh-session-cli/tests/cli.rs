@@ -281,3 +281,100 @@ fn a_killed_exec_client_leaves_the_command_running() {
     assert_eq!(text(&out).0, "done-late\n");
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// `exec ... | head -1`: the closed pipe ends the command quietly with 141 (128 +
+/// SIGPIPE, as a local producer would), and the session goes on.
+#[test]
+fn a_closed_stdout_ends_exec_quietly() {
+    use std::process::{Command, Stdio};
+    let env = Env::new();
+    env.connect("pipe");
+    let mut exec = Command::new(common::bin());
+    for (k, v) in env.vars() {
+        match v {
+            Some(v) => exec.env(k, v),
+            None => exec.env_remove(k),
+        };
+    }
+    // Far more output than the pipe holds: writes go on after `head` has left.
+    let mut exec = exec
+        .args(["exec", "pipe", "--", "seq", "1", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let head = Command::new("head")
+        .arg("-1")
+        .stdin(Stdio::from(exec.stdout.take().unwrap()))
+        .output()
+        .unwrap();
+    let out = exec.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&head.stdout), "1\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(
+        stderr.is_empty(),
+        "a closed stdout is not worth a message: {stderr}"
+    );
+    // The command itself was not stopped; once it ends the session serves again.
+    env.run(&["read", "pipe", "--wait", "60s"]);
+    assert_eq!(env.ok(&["exec", "pipe", "--", "echo", "ok"]), "ok\n");
+}
+
+/// The agent is the one of the shell that runs `connect`, not of the shell that started
+/// the daemon (which here had none).
+#[test]
+fn connect_uses_the_clients_ssh_agent() {
+    let env = Env::new().with("SSH_SESSION_NO_AGENT", "0");
+    let agent_socket = env.dir.path().join("agent.sock");
+    /// Kills the agent however the test ends.
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Agent(
+        std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&agent_socket)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run ssh-agent"),
+    );
+    assert!(common::wait_until(common::LIMIT, || agent_socket.exists()));
+    let added = std::process::Command::new("ssh-add")
+        .arg(env.sshd.user_key())
+        .env("SSH_AUTH_SOCK", &agent_socket)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{:?}", text(&added));
+
+    // The daemon starts without an agent in its environment...
+    assert_eq!(env.run(&["status", "ghost"]).status.code(), Some(65));
+    let port = env.sshd.port().to_string();
+    let user = env.sshd.user();
+    let connect = |name: &str, agent: Option<&std::path::Path>| {
+        let mut cmd = env.cmd();
+        if let Some(agent) = agent {
+            cmd.env("SSH_AUTH_SOCK", agent);
+        }
+        // No -i: only the agent holds the authorized key.
+        cmd.args(["connect", name, "127.0.0.1", "-p", &port, "-l", &user])
+            .output()
+            .unwrap()
+    };
+    // ...so a client without one cannot log in,
+    let out = connect("noagent", None);
+    assert_eq!(out.status.code(), Some(69), "{:?}", text(&out));
+    // and one with an agent logs in with its keys.
+    let out = connect("agent", Some(&agent_socket));
+    assert!(out.status.success(), "{:?}\n{}", text(&out), env.log());
+    assert_eq!(
+        env.ok(&["exec", "agent", "--", "echo", "via-agent"]),
+        "via-agent\n"
+    );
+}

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::handler::{LineReader, Writer};
 use crate::error::classify;
-use crate::protocol::{decode, encode, AttachInput, ErrorKind, Response};
+use crate::protocol::{decode, encode, AttachInput, Response};
 
 /// How long a command typed at the prompt may wait for a reconnecting session.
 const START_WAIT: Duration = Duration::from_secs(30);
@@ -49,9 +49,9 @@ pub async fn run(
                 let input: AttachInput = match serde_json::from_str(&line) {
                     Ok(i) => i,
                     Err(e) => {
-                        w.send(&Response::Error {
-                            error: ErrorKind::Daemon,
-                            message: format!("malformed attach message: {e}"),
+                        // Ignored: whatever runs is still followed.
+                        w.send(&Response::Notice {
+                            message: format!("malformed attach message ignored: {e}"),
                         })
                         .await?;
                         continue;
@@ -88,7 +88,14 @@ pub async fn run(
                             Err(ssh_session_core::Error::NotRunning { .. }) => {
                                 w.send(&Response::Unconsumed { data }).await?;
                             }
-                            Err(e) => w.error(&e).await?,
+                            // Not delivered (reconnecting...): say so, but the command is
+                            // still followed; only its end or a failed poll ends that.
+                            Err(e) => {
+                                w.send(&Response::Notice {
+                                    message: format!("keys not delivered: {e}"),
+                                })
+                                .await?
+                            }
                         }
                     }
                     AttachInput::Resize { cols, rows } => {

@@ -1,15 +1,17 @@
 //! One client connection: the hello, then requests answered in order.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ssh_session_core::{
-    ConnectOptions, ExecOptions, ExecResult, IdentityFile, ReadOptions, Session, SessionConfig,
+    ConnectOptions, ExecOptions, ExecResult, HostSpec, ReadOptions, Session, SessionConfig,
     SessionStatus, ShellSession, TransportKind,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use super::{ClientGuard, Daemon};
@@ -107,6 +109,17 @@ async fn serve(daemon: &Arc<Daemon>, stream: UnixStream) -> std::io::Result<()> 
                 continue;
             }
         };
+        if daemon.is_stopping() && request != Request::Shutdown {
+            // Not started, so the client may safely run it again on a new daemon.
+            return writer
+                .send(&Response::Error {
+                    error: ErrorKind::ShuttingDown,
+                    message: "the ssh-session daemon is shutting down; run the command again \
+                              to start a new one"
+                        .into(),
+                })
+                .await;
+        }
         if let Request::Attach { name, cols, rows } = request {
             // Attach takes the connection over until the client detaches.
             let session = match daemon.manager.get(&name) {
@@ -206,8 +219,9 @@ async fn handle(
         Request::Close { name } => done_or_error(manager.close(&name).await),
         Request::Shutdown => {
             tracing::info!("stop requested by a client");
-            daemon.shut_down().await;
-            Response::Done
+            // The guard keeps the runtime up until the answer is written.
+            let _answering = daemon.stop_for_client().await;
+            return w.send(&Response::Done).await;
         }
         Request::Attach { .. } => unreachable!("attach is handled by the caller"),
     };
@@ -236,19 +250,15 @@ async fn connect(
             .parse()
             .map_err(|detail| ssh_session_core::Error::Config { detail })?,
     };
-    let resolved = ssh_session_core::resolve_host(&spec.target, spec.ssh_config.as_deref()).await?;
-    let base =
-        ConnectOptions::new(resolved.host_name.clone(), resolved.user.clone()).transport(transport);
-    let mut options = resolved.apply_to(base)?;
-    if let Some(user) = spec.user {
-        options.user = user;
-    }
-    if let Some(port) = spec.port {
-        options.port = port;
-    }
-    if !spec.identities.is_empty() {
-        options.identities = spec.identities.into_iter().map(IdentityFile::new).collect();
-    }
+    let host = HostSpec {
+        host: spec.target,
+        user: spec.user,
+        port: spec.port,
+        identity_files: spec.identities,
+        transport,
+        config_file: spec.ssh_config,
+    };
+    let mut options = host.resolve().await?;
     if let Some(known_hosts) = spec.known_hosts {
         options.known_hosts = known_hosts;
     }
@@ -258,6 +268,7 @@ async fn connect(
     if let Some(ms) = spec.connect_timeout_ms {
         options.connect_timeout = Duration::from_millis(ms);
     }
+    apply_agent(&mut options, spec.agent_socket);
     let config = SessionConfig {
         persistent: spec.persistent,
         ..SessionConfig::default()
@@ -265,6 +276,22 @@ async fn connect(
     tracing::info!(session = name, host = %options.host, port = options.port, user = %options.user, "connecting");
     let session = daemon.manager.open(name, options, config).await?;
     Ok(SessionView::from(&session.info()))
+}
+
+/// The agent is the connecting client's (`SSH_AUTH_SOCK` of its shell), not that of the
+/// shell that happened to start the daemon. The options start with the daemon's own
+/// `SSH_AUTH_SOCK`; anything else there came from the config's `IdentityAgent`, which
+/// wins as it does for `ssh`. A client without an agent gets none (the openssh backend
+/// would otherwise inherit the daemon's).
+fn apply_agent(options: &mut ConnectOptions, client_agent: Option<PathBuf>) {
+    let daemon_agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+    if options.agent_socket != daemon_agent {
+        return;
+    }
+    options.agent_socket = client_agent;
+    if options.agent_socket.is_none() {
+        options.use_agent = false;
+    }
 }
 
 /// Runs a command and streams its output to the client until it ends or `timeout`
@@ -335,7 +362,13 @@ async fn hangup(lines: &mut LineReader) {
 
 /// Starts `command` without waiting for it (a zero exec timeout) and returns its first
 /// result: usually still running. A session that is (re)connecting is waited for first,
-/// up to `deadline`, so the zero timeout does not turn into a `Reconnecting` error.
+/// up to `deadline`, so the zero timeout does not turn into an immediate `Reconnecting`
+/// error.
+///
+/// The core waits like this inside `exec` only for as long as the exec's own timeout,
+/// which is zero here (the daemon follows the command with `read_output` instead, see
+/// [`exec`]), and has no public "wait until connected"; hence this loop on the status
+/// events. It ends at `deadline` at the latest, or when the session goes away.
 pub async fn start(
     session: &ShellSession,
     command: &str,
@@ -347,11 +380,11 @@ pub async fn start(
         session.info().status,
         SessionStatus::Connecting | SessionStatus::Reconnecting { .. }
     ) {
-        if tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .is_err()
-        {
-            break;
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            // A status changed (or several did): look again.
+            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+            // The session is gone, or time is up: let `exec` report the state.
+            Ok(Err(RecvError::Closed)) | Err(_) => break,
         }
     }
     let options = ExecOptions {
