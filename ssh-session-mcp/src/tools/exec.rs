@@ -79,7 +79,9 @@ impl SshSessionServer {
                     .with_message(progress_message(&r.output, r.output_bytes)),
                 )
                 .await;
-            let wait = timeout.saturating_sub(started.elapsed()).min(PROGRESS_EVERY);
+            let wait = timeout
+                .saturating_sub(started.elapsed())
+                .min(PROGRESS_EVERY);
             let next = session
                 .read_output(ReadOptions {
                     wait,
