@@ -265,7 +265,7 @@ conformance! {
     async fn a_dropped_stream_leaves_the_rest_to_read_output() {
         let (m, s) = session("dropped").await;
         let mut stream = s
-            .exec_stream("echo first; sleep 0.5; echo second; exit_with() { return $1; }; exit_with 5", ExecOptions::default())
+            .exec_stream("echo first; sleep 0.3; echo queued; sleep 0.5; echo after; (exit 5)", ExecOptions::default())
             .await
             .unwrap();
         let mut seen = Vec::new();
@@ -275,8 +275,11 @@ conformance! {
                 other => panic!("{other:?}"),
             }
         }
+        // "queued" arrives while nobody polls the stream: it waits in the stream's queue
+        // and is dropped with it, unseen by the caller.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         drop(stream);
-        // Every byte once: what the stream delivered is not repeated, nothing after is lost.
+        // Every byte once: what the caller took is not repeated, nothing else is lost.
         let r = s
             .read_output(ReadOptions {
                 wait: Duration::from_secs(10),
@@ -285,7 +288,7 @@ conformance! {
             .await
             .unwrap();
         assert_eq!(seen, b"first\n");
-        assert_eq!(r.text(), "second\n");
+        assert_eq!(r.text(), "queued\nafter\n");
         assert_eq!(r.exit_code, Some(5));
         m.shutdown().await;
     }

@@ -67,11 +67,16 @@ conformance! {
 
     async fn restored_variables_do_not_override_the_new_connection() {
         let (m, s) = session("ssh-vars").await;
-        run(&s, "export SSH_CONNECTION=stale; export MINE=1").await;
+        run(&s, "export SSH_CONNECTION=stale SSH_AUTH_SOCK=/stale/agent MINE=1").await;
+        run(&s, "export WEIRD=\"a  b'c\\\"d \\$e
+second line\"").await;
         run(&s, "exit").await;
-        let r = run(&s, "echo \"$SSH_CONNECTION|$MINE\"").await;
+        let r = run(&s, "echo \"$SSH_CONNECTION|$MINE|${SSH_AUTH_SOCK-unset}\"").await;
         assert!(!r.text().starts_with("stale"), "{:?}", r.text());
-        assert!(r.text().ends_with("|1\n"));
+        // This connection has no agent: the stale socket is not restored.
+        assert!(r.text().ends_with("|1|unset\n"), "{:?}", r.text());
+        // Any value comes back exactly.
+        assert_eq!(out(&s, "printf '%s' \"$WEIRD\"").await, "a  b'c\"d $e\nsecond line");
         m.shutdown().await;
     }
 }

@@ -5,6 +5,8 @@ mod shell;
 mod types;
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
@@ -95,6 +97,23 @@ pub struct ExecStream {
     receiver: mpsc::Receiver<StreamEvent>,
     // Holds the session's command queue until the stream ends, so queued commands wait.
     _turn: Option<OwnedMutexGuard<()>>,
+    /// Output bytes handed to the caller so far: if the stream is dropped early,
+    /// `read_output` continues from exactly there.
+    consumed: Option<Arc<AtomicU64>>,
+}
+
+impl ExecStream {
+    pub(crate) fn new(
+        receiver: mpsc::Receiver<StreamEvent>,
+        turn: OwnedMutexGuard<()>,
+        consumed: Option<Arc<AtomicU64>>,
+    ) -> Self {
+        ExecStream {
+            receiver,
+            _turn: Some(turn),
+            consumed,
+        }
+    }
 }
 
 impl Stream for ExecStream {
@@ -102,8 +121,14 @@ impl Stream for ExecStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
         let polled = self.receiver.poll_recv(cx);
-        if let Poll::Ready(None) | Poll::Ready(Some(StreamEvent::Finished(_))) = &polled {
-            self._turn = None;
+        match &polled {
+            Poll::Ready(Some(StreamEvent::Output(bytes))) => {
+                if let Some(consumed) = &self.consumed {
+                    consumed.fetch_add(bytes.len() as u64, Ordering::AcqRel);
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(StreamEvent::Finished(_))) => self._turn = None,
+            Poll::Pending => {}
         }
         polled
     }

@@ -208,11 +208,12 @@ impl ShellSession {
             let mut changed = inner.changed.subscribe();
             {
                 let mut st = inner.lock();
-                let Some(run) = st.current.as_ref() else {
+                let Some(run) = st.current.as_mut() else {
                     return Err(Error::NotRunning {
                         session: inner.name.clone(),
                     });
                 };
+                run.settle_stream();
                 let fresh = run.output.total() > run.cursor;
                 if run.outcome.is_some()
                     || Instant::now() >= deadline
@@ -378,11 +379,16 @@ impl Session for ShellSession {
 
     async fn exec_stream(&self, command: &str, options: ExecOptions) -> Result<ExecStream> {
         let (tx, rx) = mpsc::channel(256);
-        let (turn, _id) = self.begin_command(command, &options, Some(tx)).await?;
-        Ok(ExecStream {
-            receiver: rx,
-            _turn: Some(turn),
-        })
+        let (turn, id) = self.begin_command(command, &options, Some(tx)).await?;
+        // None if it already finished: then everything was sent and nothing needs counting.
+        let consumed = {
+            let st = self.inner.lock();
+            st.current
+                .as_ref()
+                .filter(|run| run.id == id)
+                .and_then(|run| run.stream_consumed.clone())
+        };
+        Ok(ExecStream::new(rx, turn, consumed))
     }
 
     async fn read_output(&self, options: ReadOptions) -> Result<ExecResult> {

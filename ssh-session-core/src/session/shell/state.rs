@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -61,6 +62,22 @@ pub(super) struct CommandRun {
     pub outcome: Option<(Outcome, Instant)>,
     pub notices: Vec<Notice>,
     pub stream: Option<mpsc::Sender<StreamEvent>>,
+    /// Bytes the streaming caller actually took out of the stream: where `read_output`
+    /// goes on once the stream is dropped (chunks still queued in it were never seen).
+    pub stream_consumed: Option<Arc<AtomicU64>>,
+}
+
+impl CommandRun {
+    /// A stream whose receiver was dropped stops consuming: from then on the output is
+    /// `read_output`'s, from the first byte the caller did not take.
+    pub(super) fn settle_stream(&mut self) {
+        if self.stream.as_ref().is_some_and(|tx| tx.is_closed()) {
+            self.stream = None;
+            if let Some(consumed) = self.stream_consumed.take() {
+                self.cursor = consumed.load(Ordering::Acquire);
+            }
+        }
+    }
 }
 
 /// Everything about a session that changes.
@@ -259,13 +276,9 @@ impl State {
         match self.current.as_mut().filter(|c| c.outcome.is_none()) {
             Some(run) => {
                 run.output.push(&bytes);
-                // A dropped stream stops consuming: what follows stays for read_output.
-                if run.stream.as_ref().is_some_and(|tx| tx.is_closed()) {
-                    run.stream = None;
-                }
+                run.settle_stream();
                 if let Some(tx) = &run.stream {
                     out.push((tx.clone(), StreamEvent::Output(Bytes::from(bytes))));
-                    run.cursor = run.output.total();
                 }
             }
             None => self.idle.push(&bytes),
@@ -281,6 +294,7 @@ impl State {
         let Some(run) = self.current.as_mut().filter(|c| c.outcome.is_none()) else {
             return;
         };
+        run.settle_stream();
         let now = Instant::now();
         run.outcome = Some((outcome.clone(), now));
         let exit_code = match outcome {
@@ -292,7 +306,8 @@ impl State {
             entry.exit_code = exit_code;
             entry.duration = Some(now - run.started);
         }
-        if let Some(tx) = run.stream.take().filter(|tx| !tx.is_closed()) {
+        if let Some(tx) = run.stream.take() {
+            run.stream_consumed = None;
             let mut result = result_of(run, &cwd, now);
             // The bytes already went out as chunks.
             result.output.clear();
@@ -322,11 +337,11 @@ impl State {
             id,
             command: command.to_string(),
             started: Instant::now(),
-            // A streaming caller is sent the idle output first (see `begin_command`).
-            cursor: if stream.is_some() { output.total() } else { 0 },
+            cursor: 0,
             output,
             outcome: None,
             notices,
+            stream_consumed: stream.as_ref().map(|_| Arc::new(AtomicU64::new(0))),
             stream,
         });
         self.command_count += 1;
@@ -351,6 +366,7 @@ impl State {
     pub(super) fn take_result(&mut self) -> Option<ExecResult> {
         let cwd = self.cwd.clone();
         let run = self.current.as_mut()?;
+        run.settle_stream();
         let result = result_of(run, &cwd, Instant::now());
         run.cursor = run.output.total();
         run.notices.clear();
