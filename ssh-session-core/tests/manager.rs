@@ -90,3 +90,40 @@ fn manager_and_sessions_are_send_and_sync() {
     check::<SessionManager>();
     check::<ssh_session_core::ShellSession>();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_open_frees_its_name_and_its_connection() {
+    // A proxy that forwards nothing: the handshake hangs until the caller gives up.
+    let sshd = Sshd::shared();
+    let upstream = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
+    let proxy = ssh_session_testkit::FaultProxy::start(upstream)
+        .await
+        .unwrap();
+    proxy.blackhole(true);
+    let m = SessionManager::new();
+    let stalled = opts(sshd).port(proxy.port());
+    let open = m.open("stuck", stalled, SessionConfig::default());
+    assert!(tokio::time::timeout(Duration::from_millis(300), open)
+        .await
+        .is_err());
+    // The name is free again, and the half-made connection is given back.
+    assert!(m.names().is_empty(), "{:?}", m.names());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !m.connections().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            m.connections()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = m
+        .open("stuck", opts(sshd), SessionConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(out(&s, "echo reopened").await, "reopened\n");
+    assert_eq!(m.connections().len(), 1);
+    m.shutdown().await;
+    assert!(m.connections().is_empty());
+    proxy.shutdown().await;
+}

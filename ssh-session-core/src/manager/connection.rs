@@ -46,7 +46,7 @@ impl ConnectionInfo {
         let status = match entry.state {
             LinkState::Connecting => SessionStatus::Connecting,
             LinkState::Live => SessionStatus::Connected,
-            LinkState::Dead => dead_status(&names, sessions),
+            LinkState::Dead => dead_status(&names, sessions, entry.connected_at),
         };
         ConnectionInfo {
             id: entry.id,
@@ -64,8 +64,13 @@ impl ConnectionInfo {
 }
 
 /// A lost connection is reconnecting while any of its sessions is (the furthest attempt
-/// wins); else it is in error if a session gave up on it; else it is simply closed.
-fn dead_status(names: &[String], sessions: &SessionStatuses) -> SessionStatus {
+/// wins); else it is in error if a session gave up on it (or recorded an error since it
+/// connected: an older one belongs to an earlier connection); else it is simply closed.
+fn dead_status(
+    names: &[String],
+    sessions: &SessionStatuses,
+    connected_at: Option<SystemTime>,
+) -> SessionStatus {
     let mut reconnecting: Option<(u32, u32)> = None;
     let mut error: Option<(String, SystemTime)> = None;
     for name in names {
@@ -84,7 +89,10 @@ fn dead_status(names: &[String], sessions: &SessionStatuses) -> SessionStatus {
                 }
             }
             _ => {
-                if let Some((detail, at)) = last_error {
+                let recent = last_error
+                    .as_ref()
+                    .filter(|(_, at)| connected_at.is_none_or(|c| *at >= c));
+                if let Some((detail, at)) = recent {
                     if error.is_none() {
                         error = Some((detail.clone(), *at));
                     }
@@ -169,5 +177,23 @@ mod tests {
 
         let info = ConnectionInfo::derive(snapshot(LinkState::Dead, &["gone"]), &s);
         assert_eq!(info.status, SessionStatus::Closed);
+
+        // A connected session's last error from before this connection existed is history.
+        let mut s = SessionStatuses::new();
+        s.insert(
+            "a".into(),
+            (SessionStatus::Connected, Some(("old cut".into(), t0))),
+        );
+        let mut dead = snapshot(LinkState::Dead, &["a"]);
+        dead.connected_at = Some(t0 + Duration::from_secs(5));
+        assert_eq!(
+            ConnectionInfo::derive(dead.clone(), &s).status,
+            SessionStatus::Closed
+        );
+        dead.connected_at = Some(t0 - Duration::from_secs(5));
+        assert!(matches!(
+            ConnectionInfo::derive(dead, &s).status,
+            SessionStatus::Error { .. }
+        ));
     }
 }

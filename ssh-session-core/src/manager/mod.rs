@@ -46,6 +46,28 @@ enum Slot {
     Open(ShellSession),
 }
 
+/// A name reserved while its session opens. If the open is cancelled (its future
+/// dropped: a caller's timeout, a client that went away), the name is freed again rather
+/// than left reserved forever.
+struct Reservation<'a> {
+    manager: &'a SessionManager,
+    name: &'a str,
+    /// Cleared once the open finished and `settle` takes over the slot.
+    armed: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut slots = self.manager.write();
+        if matches!(slots.get(self.name), Some(Slot::Opening { .. })) {
+            slots.remove(self.name);
+        }
+    }
+}
+
 /// Checks a session name: 1 to 64 characters from `A-Z a-z 0-9 . _ -`.
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
@@ -79,7 +101,13 @@ impl SessionManager {
             port: connect.port,
         };
         self.reserve(name, &endpoint, connect.transport)?;
+        let mut reservation = Reservation {
+            manager: self,
+            name,
+            armed: true,
+        };
         let opened = self.open_pooled(name, &connect, endpoint, config).await;
+        reservation.armed = false;
         self.settle(name, opened).await
     }
 
@@ -186,7 +214,13 @@ impl SessionManager {
         config: SessionConfig,
     ) -> Result<ShellSession> {
         self.reserve(name, &endpoint, transport.kind())?;
+        let mut reservation = Reservation {
+            manager: self,
+            name,
+            armed: true,
+        };
         let opened = ShellSession::start(name, endpoint, transport, config).await;
+        reservation.armed = false;
         self.settle(name, opened).await
     }
 

@@ -153,6 +153,13 @@ impl Pool {
             lock(&entry.holders).push(holder.to_string());
             entry
         };
+        // Counted from here: if this future is dropped mid-handshake (a cancelled connect),
+        // the guard gives the share back.
+        let mut pending = PendingShare {
+            pool: Arc::downgrade(self),
+            entry: Some(entry.clone()),
+            holder: holder.to_string(),
+        };
         // Everyone who picked this entry waits on the same handshake.
         let handshake = entry.transport.get_or_try_init(|| async {
             let transport = connect(opts).await?;
@@ -160,14 +167,18 @@ impl Pool {
             Ok(transport)
         });
         match handshake.await {
-            Ok(transport) => Ok(Lease {
-                transport: transport.clone(),
-                entry,
-                holder: holder.to_string(),
-                pool: Arc::downgrade(self),
-                released: AtomicBool::new(false),
-            }),
+            Ok(transport) => {
+                pending.entry = None;
+                Ok(Lease {
+                    transport: transport.clone(),
+                    entry,
+                    holder: holder.to_string(),
+                    pool: Arc::downgrade(self),
+                    released: AtomicBool::new(false),
+                })
+            }
             Err(e) => {
+                pending.entry = None;
                 self.release(&entry, holder).await;
                 Err(e)
             }
@@ -332,6 +343,41 @@ impl Transport for Lease {
             pool.release(&self.entry, &self.holder).await;
         } else {
             self.transport.close().await;
+        }
+    }
+}
+
+/// Gives a share back from `Drop`, where nothing can be awaited: the release (which may
+/// close the connection) runs as a task, if a runtime is still there to run it.
+fn release_later(pool: &Weak<Pool>, entry: Arc<Entry>, holder: String) {
+    let (Some(pool), Ok(runtime)) = (pool.upgrade(), tokio::runtime::Handle::try_current()) else {
+        return;
+    };
+    runtime.spawn(async move { pool.release(&entry, &holder).await });
+}
+
+/// A share counted by `acquire` whose handshake has not finished yet.
+struct PendingShare {
+    pool: Weak<Pool>,
+    /// `None` once the share became a [`Lease`] or was given back.
+    entry: Option<Arc<Entry>>,
+    holder: String,
+}
+
+impl Drop for PendingShare {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            release_later(&self.pool, entry, std::mem::take(&mut self.holder));
+        }
+    }
+}
+
+impl Drop for Lease {
+    /// A lease dropped without `close` (its owner was cancelled or forgot) still gives its
+    /// share back, so the connection closes with its last user and listings stay true.
+    fn drop(&mut self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            release_later(&self.pool, self.entry.clone(), self.holder.clone());
         }
     }
 }
