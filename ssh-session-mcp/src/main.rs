@@ -77,47 +77,63 @@ fn load_config(args: &Args) -> Result<Config, McpError> {
     Ok(config)
 }
 
-fn token_path(args: &Args) -> PathBuf {
+fn token_path(args: &Args) -> Result<PathBuf, McpError> {
     if let Some(p) = &args.token_file {
-        return p.clone();
+        return Ok(p.clone());
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) => PathBuf::from(dir).join("ssh-session-mcp.token"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".ssh-session-mcp.token"),
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(|d| (PathBuf::from(d), "ssh-session-mcp.token"))
+        .or_else(|| std::env::var_os("HOME").map(|h| (PathBuf::from(h), ".ssh-session-mcp.token")))
+        .filter(|(d, _)| d.is_absolute());
+    match dir {
+        Some((dir, name)) => Ok(dir.join(name)),
+        None => Err(McpError::Config {
+            detail: "neither XDG_RUNTIME_DIR nor HOME is set to an absolute path: give --token or --token-file".into(),
+        }),
     }
 }
 
 /// The token kept in `path` from an earlier run, if there is one. The file must be a
 /// regular file of ours that nobody else can read, or it is refused rather than trusted.
 fn read_token(path: &std::path::Path) -> Result<Option<String>, McpError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let fail = |detail: String| McpError::Config {
+        detail: format!("token file {}: {detail}", path.display()),
+    };
+    // Opened without following a symlink, then checked through the open descriptor, so
+    // the file checked is the file read.
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(McpError::Config {
-                detail: format!("cannot read the token file {}: {e}", path.display()),
-            })
+            return Err(fail(format!(
+                "cannot open it ({e}); it must be a regular file, not a symlink"
+            )))
         }
     };
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     if !meta.file_type().is_file() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
-        return Err(McpError::Config {
-            detail: format!(
-                "the token file {} must be a regular file owned by you with mode 0600; remove it (a new token is then generated) or fix it",
-                path.display()
-            ),
-        });
+        return Err(fail(
+            "it must be a regular file owned by you with mode 0600; remove it (a new token is then generated) or fix it".into(),
+        ));
     }
-    let token = std::fs::read_to_string(path)
-        .map_err(|e| McpError::Config {
-            detail: format!("cannot read the token file {}: {e}", path.display()),
-        })?
-        .trim()
-        .to_string();
-    Ok((token.len() >= 16).then_some(token))
+    let mut token = String::new();
+    file.read_to_string(&mut token)
+        .map_err(|e| fail(e.to_string()))?;
+    let token = token.trim().to_string();
+    if token.len() < 16 {
+        return Err(fail(
+            "it holds fewer than 16 characters; put a longer token in it, or remove it to have one generated".into(),
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// Writes a new token with mode 0600: to a fresh file (never an existing one, never
@@ -172,7 +188,7 @@ async fn run(args: Args) -> Result<(), McpError> {
             })
         }
         None => {
-            let path = token_path(&args);
+            let path = token_path(&args)?;
             match read_token(&path)? {
                 Some(t) => {
                     eprintln!(

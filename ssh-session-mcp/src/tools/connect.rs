@@ -74,10 +74,7 @@ impl SshSessionServer {
             .manager
             .open(&args.name, options, session_config)
             .await?;
-        self.rules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(args.name.clone(), rules);
+        self.record_rules(&session, rules);
         let info = session.info();
         Ok(ConnectResult {
             name: info.name,

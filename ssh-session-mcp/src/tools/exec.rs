@@ -37,7 +37,7 @@ impl SshSessionServer {
         progress: Option<(Peer<RoleServer>, ProgressToken)>,
     ) -> Result<ExecResult> {
         let session = self.session(&args.session)?;
-        self.rules_of(&session)
+        self.rules_of(&session)?
             .check_command(&args.command)
             .map_err(|detail| McpError::Policy { detail })?;
         let timeout_ms = args.timeout_ms.unwrap_or(self.config.exec_timeout_ms);

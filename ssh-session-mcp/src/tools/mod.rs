@@ -9,7 +9,7 @@ pub mod results;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::{Json, Parameters};
@@ -48,8 +48,9 @@ pub struct SshSessionServer {
     manager: SessionManager,
     config: Arc<Config>,
     policy: Arc<Policy>,
-    /// Policy rules fixed per session when it connected.
-    rules: Arc<Mutex<HashMap<String, SessionRules>>>,
+    /// Policy rules fixed per session when it connected, with that session's creation
+    /// time: a same-named later session never inherits (or loses) another's rules.
+    rules: Arc<Mutex<HashMap<String, (SystemTime, SessionRules)>>>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -107,20 +108,33 @@ impl SshSessionServer {
         Ok(self.manager.get(name)?)
     }
 
-    /// The policy rules of a session: those fixed when it connected (matched against the
-    /// host as the caller named it), or, for a session whose entry is not recorded yet
-    /// (a call racing its `ssh_connect`), those matching its host name — never none.
-    fn rules_of(&self, session: &ssh_session_core::ShellSession) -> SessionRules {
-        let recorded = self
-            .rules
+    /// The policy rules of a session, fixed when it connected (matched against the host
+    /// as the caller named it). Fails closed: a session whose rules are not recorded (a
+    /// call racing its own `ssh_connect`) gets none of its tools' commands run.
+    fn rules_of(&self, session: &ssh_session_core::ShellSession) -> Result<SessionRules> {
+        let created = session.info().created;
+        let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        match rules.get(session.name()) {
+            Some((at, rules)) if *at == created => Ok(rules.clone()),
+            _ => Err(McpError::Policy {
+                detail: format!(
+                    "session {:?} is still being set up; retry in a moment",
+                    session.name()
+                ),
+            }),
+        }
+    }
+
+    /// Records the rules of a newly opened session.
+    pub(super) fn record_rules(
+        &self,
+        session: &ssh_session_core::ShellSession,
+        rules: SessionRules,
+    ) {
+        self.rules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(session.name())
-            .cloned();
-        recorded.unwrap_or_else(|| {
-            let host = session.info().host;
-            self.policy.rules_for(&host, &host)
-        })
+            .insert(session.name().to_string(), (session.info().created, rules));
     }
 
     fn cap(&self, requested: Option<usize>) -> usize {
@@ -240,7 +254,7 @@ impl SshSessionServer {
         Parameters(args): Parameters<SendInputArgs>,
     ) -> std::result::Result<Json<ReadResult>, String> {
         let session = self.session(&args.session)?;
-        self.rules_of(&session)
+        self.rules_of(&session)?
             .check_input(&args.input)
             .map_err(|detail| McpError::Policy { detail })?;
         session
@@ -298,16 +312,18 @@ impl SshSessionServer {
         Parameters(args): Parameters<DisconnectArgs>,
     ) -> std::result::Result<Json<DisconnectResult>, String> {
         let keep = args.keep_remote.unwrap_or(false);
+        let created = self.session(&args.session)?.info().created;
         let result = if keep {
             self.manager.detach(&args.session).await
         } else {
             self.manager.close(&args.session).await
         };
         result.map_err(McpError::from)?;
+        // Only this session's entry: a same-named session opened meanwhile keeps its own.
         self.rules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&args.session);
+            .retain(|name, (at, _)| !(name == &args.session && *at == created));
         Ok(Json(DisconnectResult {
             session: args.session,
             kept_remote: keep,
