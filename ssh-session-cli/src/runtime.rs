@@ -79,7 +79,15 @@ impl Paths {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(err(format!("cannot create it: {e}"))),
         }
-        let meta = std::fs::metadata(&self.dir).map_err(|e| err(format!("cannot stat it: {e}")))?;
+        // Not followed: a symlink planted where our directory should be (another user can
+        // create /tmp/ssh-session-UID first) could be retargeted after the check.
+        let meta = std::fs::symlink_metadata(&self.dir)
+            .map_err(|e| err(format!("cannot stat it: {e}")))?;
+        if meta.file_type().is_symlink() {
+            return Err(err(
+                "it is a symlink, which could be retargeted after this check; remove it or choose another with --runtime-dir or --socket".into(),
+            ));
+        }
         if !meta.is_dir() {
             return Err(err(
                 "it is not a directory; choose another with --runtime-dir or --socket".into(),
@@ -191,6 +199,19 @@ mod tests {
         let p = Paths::resolve(&global(&["--socket", socket.to_str().unwrap()])).unwrap();
         p.ensure_private_dir().unwrap();
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn a_symlinked_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let p = Paths::resolve(&global(&["--runtime-dir", link.to_str().unwrap()])).unwrap();
+        let e = p.ensure_private_dir().unwrap_err().to_string();
+        assert!(e.contains("symlink"), "{e}");
     }
 
     #[test]
