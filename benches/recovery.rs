@@ -197,8 +197,10 @@ async fn main() {
     let (o50, o90, omax) = percentiles(opens);
     let ratio = r50.as_secs_f64() / o50.as_secs_f64();
     rows.push(format!(
-        "| cut (RST) → first good exec, cwd/env restored | {} | {} | {} | ≤ 0 ms backoff + one connect (next row): {:.2}× {} | attempt 1 has no delay; the rest is the first exec and the old shell's teardown |",
-        ms(r50), ms(r90), ms(rmax), ratio, if ratio <= 1.0 { "PASS" } else { "MISS" }
+        "| cut (RST) → first good exec, cwd/env restored | {} | {} | {} | ≤ 0 ms backoff + one connect (next row): {:.2}× ({:+.1} ms) {} | attempt 1 has no delay; then a new connection, a shell with cwd/env restored, and the first exec |",
+        ms(r50), ms(r90), ms(rmax), ratio,
+        (r50.as_secs_f64() - o50.as_secs_f64()) * 1e3,
+        if ratio <= 1.0 { "PASS" } else { "MISS" }
     ));
     rows.push(format!(
         "| for comparison: one full connect → ready (`open`, no pooling) | {} | {} | {} | — | through the same proxy |",
