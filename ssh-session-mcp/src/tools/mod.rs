@@ -118,7 +118,7 @@ impl SshSessionServer {
             Some((at, rules)) if *at == created => Ok(rules.clone()),
             _ => Err(McpError::Policy {
                 detail: format!(
-                    "session {:?} is still being set up; retry in a moment",
+                    "session {:?} has no policy rules here yet: it is still being set up (retry in a moment), or it was opened outside this server",
                     session.name()
                 ),
             }),
