@@ -68,7 +68,8 @@ impl Client {
                     Handshake::Outdated(hello, _) => return Err(mismatch(&hello)),
                     Handshake::Gone => {}
                 },
-                Err(e) if no_daemon(&e) => {}
+                // Reset: the daemon closed its listener with us in the backlog (idle exit).
+                Err(e) if no_daemon(&e) || gone(&e) => {}
                 Err(e) => return Err(socket_error(paths, e)),
             }
             // Nothing serves the socket. Start a daemon unless ours is still coming up. One
@@ -102,7 +103,11 @@ impl Client {
     }
 
     async fn handshake(stream: UnixStream, paths: &Paths) -> Result<Handshake, CliError> {
-        let peer = stream.peer_cred().map_err(|e| socket_error(paths, e))?;
+        let peer = match stream.peer_cred() {
+            Ok(peer) => peer,
+            Err(e) if gone(&e) => return Ok(Handshake::Gone),
+            Err(e) => return Err(socket_error(paths, e)),
+        };
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         if peer.uid() != uid {
