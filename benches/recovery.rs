@@ -44,13 +44,7 @@ fn n(full: usize) -> usize {
 
 /// Options through `proxy` to `sshd`, with the host key recorded for the proxy's port.
 fn proxied(sshd: &Sshd, proxy: &FaultProxy, dir: &std::path::Path) -> ConnectOptions {
-    let line = std::fs::read_to_string(sshd.known_hosts()).unwrap();
-    let known = dir.join("known_hosts");
-    let line = line.replace(
-        &format!("]:{} ", sshd.port()),
-        &format!("]:{} ", proxy.port()),
-    );
-    std::fs::write(&known, line).unwrap();
+    let known = sshd.known_hosts_for_port(proxy.port(), dir).unwrap();
     let mut o = ConnectOptions::new(sshd.host(), sshd.user())
         .port(proxy.port())
         .identity(IdentityFile::new(sshd.user_key()))

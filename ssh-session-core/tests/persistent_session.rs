@@ -55,13 +55,7 @@ fn persistent() -> SessionConfig {
 async fn proxied(sshd: &Sshd, dir: &std::path::Path) -> (FaultProxy, ConnectOptions) {
     let upstream = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
     let proxy = FaultProxy::start(upstream).await.unwrap();
-    let line = std::fs::read_to_string(sshd.known_hosts()).unwrap();
-    let known = dir.join("known_hosts");
-    let line = line.replace(
-        &format!("]:{} ", sshd.port()),
-        &format!("]:{} ", proxy.port()),
-    );
-    std::fs::write(&known, line).unwrap();
+    let known = sshd.known_hosts_for_port(proxy.port(), dir).unwrap();
     let o = opts(sshd).port(proxy.port()).known_hosts(&known);
     (proxy, o)
 }

@@ -20,16 +20,7 @@ async fn proxied(sshd: &Sshd, dir: &std::path::Path) -> (FaultProxy, ConnectOpti
     let upstream = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
     let proxy = FaultProxy::start(upstream).await.unwrap();
     // The host key is recorded for the proxy's address, which is what the client sees.
-    let line = std::fs::read_to_string(sshd.known_hosts()).unwrap();
-    let known = dir.join("known_hosts");
-    std::fs::write(
-        &known,
-        line.replace(
-            &format!("]:{} ", sshd.port()),
-            &format!("]:{} ", proxy.port()),
-        ),
-    )
-    .unwrap();
+    let known = sshd.known_hosts_for_port(proxy.port(), dir).unwrap();
     let mut o = opts(sshd).port(proxy.port()).known_hosts(&known);
     o.server_alive_interval = Some(Duration::from_secs(1));
     o.server_alive_count_max = 2;

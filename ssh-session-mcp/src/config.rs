@@ -8,7 +8,7 @@ use serde::Deserialize;
 use ssh_session_core::{HostKeyPolicy, ReconnectPolicy, TransportKind};
 
 use crate::error::{McpError, Result};
-use crate::policy::PolicyConfig;
+use crate::policy::{Policy, PolicyConfig};
 
 /// Everything the server can be told. `Config::default()` is what runs without a file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -110,8 +110,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Refuses values that cannot work, saying which and why.
-    pub fn check(&self) -> std::result::Result<(), String> {
+    /// Refuses values that cannot work, saying which and why; returns the compiled policy.
+    pub fn check(&self) -> std::result::Result<Policy, String> {
         self.transport_kind()?;
         self.key_policy()?;
         if self.keepalive_interval_s == 0 || self.keepalive_count_max == 0 {
@@ -126,12 +126,12 @@ impl Config {
                 crate::render::MIN_CHARS
             ));
         }
-        self.policy.compile().map(|_| ())
+        self.policy.compile()
     }
 
     /// The configured backend.
     pub fn transport_kind(&self) -> std::result::Result<TransportKind, String> {
-        parse_transport(&self.transport)
+        self.transport.parse()
     }
 
     /// The configured host key policy, if one is set.
@@ -156,17 +156,6 @@ impl Config {
             max_delay: Duration::from_millis(r.max_delay_ms),
             jitter: r.jitter,
         }
-    }
-}
-
-/// `"russh"` or `"openssh"`.
-pub fn parse_transport(name: &str) -> std::result::Result<TransportKind, String> {
-    match name {
-        "russh" => Ok(TransportKind::Russh),
-        "openssh" => Ok(TransportKind::OpenSsh),
-        other => Err(format!(
-            "transport {other:?} is not one of \"russh\", \"openssh\""
-        )),
     }
 }
 

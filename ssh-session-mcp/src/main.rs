@@ -71,9 +71,7 @@ fn load_config(args: &Args) -> Result<Config, McpError> {
     if args.no_agent {
         config.use_agent = false;
     }
-    config
-        .check()
-        .map_err(|detail| McpError::Config { detail })?;
+    // Checked (with the overrides) by SshSessionServer::new.
     Ok(config)
 }
 

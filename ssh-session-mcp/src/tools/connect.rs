@@ -9,7 +9,7 @@ use ssh_session_core::{validate_name, HostSpec, Session, SessionConfig};
 use super::params::ConnectArgs;
 use super::results::ConnectResult;
 use super::SshSessionServer;
-use crate::config::{expand_home, parse_transport};
+use crate::config::expand_home;
 use crate::error::{McpError, Result};
 
 impl SshSessionServer {
@@ -17,7 +17,7 @@ impl SshSessionServer {
         // Cheap checks first: a bad name or argument never costs a connection attempt.
         validate_name(&args.name)?;
         let transport = match args.transport.as_deref() {
-            Some(name) => parse_transport(name),
+            Some(name) => name.parse(),
             None => self.config.transport_kind(),
         }
         .map_err(|detail| McpError::InvalidArgument {

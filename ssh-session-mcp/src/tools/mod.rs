@@ -57,12 +57,8 @@ pub struct SshSessionServer {
 impl SshSessionServer {
     /// A server over `manager`, configured by `config` (checked here).
     pub fn new(manager: SessionManager, config: Config) -> Result<Self> {
-        config
-            .check()
-            .map_err(|detail| McpError::Config { detail })?;
         let policy = config
-            .policy
-            .compile()
+            .check()
             .map_err(|detail| McpError::Config { detail })?;
         let mut tool_router = ToolRouter::new();
         for mut route in Self::tool_router() {

@@ -269,6 +269,20 @@ impl Sshd {
         &self.known_hosts
     }
 
+    /// Writes `dir/known_hosts-PORT`, recording this server's key for `[127.0.0.1]:port`:
+    /// what a client connecting through a proxy on `port` (e.g. a [`FaultProxy`]) sees.
+    ///
+    /// [`FaultProxy`]: crate::FaultProxy
+    pub fn known_hosts_for_port(&self, port: u16, dir: &Path) -> io::Result<PathBuf> {
+        let entry = std::fs::read_to_string(&self.known_hosts)?;
+        let path = dir.join(format!("known_hosts-{port}"));
+        std::fs::write(
+            &path,
+            entry.replace(&format!("]:{} ", self.port), &format!("]:{port} ")),
+        )?;
+        Ok(path)
+    }
+
     /// A known_hosts file for the same `[127.0.0.1]:PORT` pattern but a
     /// different ed25519 key, after two comment lines, so a client must
     /// report a changed host key at line 3.
