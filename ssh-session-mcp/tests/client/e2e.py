@@ -391,13 +391,20 @@ async def http():
         check(len(generated) == 64, "generated token", generated)
     finally:
         await stop(proc)
-    proc, url = await start_http_server(env, ["--token-file", token_file])
+    proc, url = await start_http_server(env, ["--token-file", token_file, "--allowed-host", "mcp.example.test"])
     try:
         check(open(token_file).read().strip() == generated, "token reused", token_file)
         init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}
         status = await asyncio.to_thread(post, url, init, {"Authorization": f"Bearer {generated}"})
         check(status == 200, "the kept token is accepted", status)
+        # The scheme is case-insensitive; Host headers beyond loopback only when allowed.
+        status = await asyncio.to_thread(post, url, init, {"Authorization": f"bearer {generated}"})
+        check(status == 200, "lower-case scheme accepted", status)
+        status = await asyncio.to_thread(post, url, init, {"Authorization": f"Bearer {generated}", "Host": "mcp.example.test"})
+        check(status == 200, "--allowed-host accepted", status)
+        status = await asyncio.to_thread(post, url, init, {"Authorization": f"Bearer {generated}", "Host": "evil.example.test"})
+        check(status == 403, "unknown Host refused (DNS rebinding)", status)
     finally:
         await stop(proc)
 
