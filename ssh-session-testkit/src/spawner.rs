@@ -81,7 +81,7 @@ pub(crate) fn kill_tree(pid: u32) {
 }
 
 /// All descendants of `root`, parents before children, read from `/proc`.
-fn descendants(root: u32) -> Vec<u32> {
+pub(crate) fn descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
@@ -106,6 +106,24 @@ fn descendants(root: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+/// The direct children of `pid`, read from `/proc`.
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| parent_of(p) == Some(pid))
+        .collect()
+}
+
+/// The command name (`comm`, at most 15 bytes) of `pid`, if it still exists.
+pub(crate) fn command_name(pid: u32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_string())
 }
 
 /// The parent pid from `/proc/PID/stat`. The command name (field 2) may

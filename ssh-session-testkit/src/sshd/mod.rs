@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use tempfile::TempDir;
 
 use crate::keys::{public_line, ssh_keygen_all};
-use crate::spawner::kill_tree;
+use crate::spawner::{children, command_name, descendants, kill_tree};
 use setup::{config_text, launch, spec, validate};
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -309,6 +309,29 @@ impl Sshd {
     /// The pid of the listening sshd process.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Kills (SIGKILL) every per-connection process of this sshd, as `kill -9` of
+    /// `sshd: user@pts/N` would: each client's connection dies at once, the listener
+    /// stays. Returns how many processes were killed.
+    pub fn kill_connections(&self) -> usize {
+        let victims = children(self.pid);
+        for &p in &victims {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(p as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        victims.len()
+    }
+
+    /// How many processes named `command` (their `comm`, e.g. `bash`) run under this
+    /// sshd: for a test to count the shells its sessions have open.
+    pub fn count_processes(&self, command: &str) -> usize {
+        descendants(self.pid)
+            .into_iter()
+            .filter(|&p| command_name(p).as_deref() == Some(command))
+            .count()
     }
 
     /// sshd's log so far (its stderr, `-e`), for failing tests to print.
