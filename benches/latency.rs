@@ -1099,11 +1099,7 @@ async fn connect_bare(opts: &ConnectOptions) -> Result<Arc<dyn Transport>, Strin
 
 /// Where the kit's sshd is, as a session reports it.
 fn endpoint(sshd: &Sshd) -> Endpoint {
-    Endpoint {
-        host: sshd.host().into(),
-        user: sshd.user(),
-        port: sshd.port(),
-    }
+    Endpoint::new(sshd.host(), sshd.user(), sshd.port())
 }
 
 /// Connect options for the kit's sshd with the OpenSSH backend. [`connect_options`]

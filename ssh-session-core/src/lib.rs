@@ -71,7 +71,7 @@ pub use options::{
 };
 pub use session::{
     CommandState, Endpoint, ExecOptions, ExecResult, ExecStream, HistoryEntry, Interrupt, Notice,
-    ReadOptions, ReconnectPolicy, Reconnector, Session, SessionConfig, SessionInfo, SessionStatus,
-    ShellSession, StatusEvent, StopReport, StreamEvent,
+    ReadOptions, ReconnectPolicy, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession,
+    StatusEvent, StopReport, StreamEvent,
 };
 pub use transport::{Transport, TransportKind};

@@ -451,18 +451,15 @@ async fn failures_are_classified() {
 
 async fn shell_session(name: &str, transport: Arc<dyn Transport>) -> ShellSession {
     let sshd = Sshd::shared();
-    ShellSession::start(
-        name,
-        Endpoint {
-            host: sshd.host().into(),
-            user: sshd.user(),
-            port: sshd.port(),
-        },
-        transport,
-        SessionConfig::default(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("start session: {e}"))
+    ssh_session_core::SessionManager::new()
+        .open_with_transport(
+            name,
+            Endpoint::new(sshd.host(), sshd.user(), sshd.port()),
+            transport,
+            SessionConfig::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("start session: {e}"))
 }
 
 async fn exec(s: &ShellSession, command: &str) -> (String, Option<i32>) {
@@ -572,18 +569,15 @@ async fn shells_are_real_shell_requests() {
         );
         let (sshd, _dir) = sshd_with_login_shell(shell);
         let t = connect(&opts(&sshd)).await;
-        let s = ShellSession::start(
-            "login-shell",
-            Endpoint {
-                host: sshd.host().into(),
-                user: sshd.user(),
-                port: sshd.port(),
-            },
-            Arc::new(t),
-            SessionConfig::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{shell}: {e}"));
+        let s = ssh_session_core::SessionManager::new()
+            .open_with_transport(
+                "login-shell",
+                Endpoint::new(sshd.host(), sshd.user(), sshd.port()),
+                Arc::new(t),
+                SessionConfig::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{shell}: {e}"));
         let r = s
             .exec(check, ExecOptions::timeout(Duration::from_secs(20)))
             .await

@@ -369,19 +369,16 @@ async fn shell_session_on_tmux() {
         name: "sess".into(),
         attachment: Mutex::new(None),
     });
-    let endpoint = Endpoint {
-        host: sshd.host().into(),
-        user: sshd.user(),
-        port: sshd.port(),
-    };
-    let s = ShellSession::start(
-        "sess",
-        endpoint,
-        transport.clone(),
-        SessionConfig::default(),
-    )
-    .await
-    .expect("start a session on tmux");
+    let endpoint = Endpoint::new(sshd.host(), sshd.user(), sshd.port());
+    let s = ssh_session_core::SessionManager::new()
+        .open_with_transport(
+            "sess",
+            endpoint,
+            transport.clone(),
+            SessionConfig::default(),
+        )
+        .await
+        .expect("start a session on tmux");
     assert!(
         transport
             .attachment
@@ -420,18 +417,15 @@ async fn shell_session_on_tmux() {
 
     let tmux_p50 = exec_p50(&s).await;
     // For comparison: the same on a plain PTY channel of its own connection.
-    let plain = ShellSession::start(
-        "plain",
-        Endpoint {
-            host: sshd.host().into(),
-            user: sshd.user(),
-            port: sshd.port(),
-        },
-        connect().await,
-        SessionConfig::default(),
-    )
-    .await
-    .unwrap();
+    let plain = ssh_session_core::SessionManager::new()
+        .open_with_transport(
+            "plain",
+            Endpoint::new(sshd.host(), sshd.user(), sshd.port()),
+            connect().await,
+            SessionConfig::default(),
+        )
+        .await
+        .unwrap();
     let plain_p50 = exec_p50(&plain).await;
     plain.close().await.unwrap();
     eprintln!("exec `true` p50: persistent (tmux) {tmux_p50:?}, plain PTY {plain_p50:?}");

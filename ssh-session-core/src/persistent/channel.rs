@@ -1,12 +1,14 @@
 //! The [`Channel`](crate::transport::Channel) halves of a tmux attachment: input through a
 //! control-mode client, output from the pane's log.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
 
 use super::script;
 use crate::error::{Error, Result};
@@ -14,6 +16,84 @@ use crate::transport::{ChannelEvent, ChannelInput, EventSource, Signal};
 
 /// Bytes per `send-keys` command (each byte is three characters of command text).
 const KEYS_PER_COMMAND: usize = 512;
+
+/// How long tmux may take to confirm a command (it answers in well under a millisecond
+/// when it works at all).
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The control client's replies, matched to the commands written to it.
+///
+/// tmux answers every command line of a control client, in order, with a `%begin` ...
+/// `%end` (or `%error`) block. A write counts as typed only once its last line is
+/// answered: a write that a dying link swallowed is never mistaken for keys the shell
+/// received (its command would wait forever for a marker that cannot come).
+#[derive(Debug, Default)]
+pub(crate) struct Acks {
+    state: Mutex<AckState>,
+}
+
+#[derive(Debug, Default)]
+struct AckState {
+    waiting: VecDeque<Waiting>,
+    /// The control client has ended: nothing will be answered any more.
+    ended: bool,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    /// Replies still due for this write (one per command line).
+    remaining: usize,
+    /// The first `%error` among them.
+    error: Option<String>,
+    done: Option<oneshot::Sender<std::result::Result<(), String>>>,
+}
+
+impl Acks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AckState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a write of `lines` command lines; `None` if the client has ended.
+    fn expect(&self, lines: usize) -> Option<oneshot::Receiver<std::result::Result<(), String>>> {
+        let mut st = self.lock();
+        if st.ended {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        st.waiting.push_back(Waiting {
+            remaining: lines.max(1),
+            error: None,
+            done: Some(tx),
+        });
+        Some(rx)
+    }
+
+    /// One reply arrived: `%end` (`error: None`) or `%error` with its text.
+    fn reply(&self, error: Option<String>) {
+        let mut st = self.lock();
+        let Some(front) = st.waiting.front_mut() else {
+            return;
+        };
+        if front.error.is_none() {
+            front.error = error;
+        }
+        front.remaining -= 1;
+        if front.remaining == 0 {
+            if let Some(mut w) = st.waiting.pop_front() {
+                if let Some(done) = w.done.take() {
+                    let _ = done.send(w.error.map_or(Ok(()), Err));
+                }
+            }
+        }
+    }
+
+    /// The client ended: every write still waiting fails (its waiter's channel closes).
+    fn end(&self) {
+        let mut st = self.lock();
+        st.ended = true;
+        st.waiting.clear();
+    }
+}
 
 /// Input to the pane: `send-keys -H` and `resize-window` on a control-mode client.
 pub(crate) struct TmuxInput {
@@ -28,6 +108,10 @@ pub(crate) struct TmuxInput {
     pub(crate) name: String,
     /// Set when the control client has ended (`%exit`, or its channel closed).
     pub(crate) ended: Arc<AtomicBool>,
+    /// The control client's replies to our commands.
+    pub(crate) acks: Arc<Acks>,
+    /// Keeps each write's registration and its bytes in the same order on the wire.
+    pub(crate) order: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for TmuxInput {
@@ -54,9 +138,43 @@ impl TmuxInput {
         Ok(())
     }
 
+    /// Writes command lines to the control client and waits until tmux has answered the
+    /// last of them.
     async fn command(&self, text: &str) -> Result<()> {
         self.check()?;
-        self.control.write(text.as_bytes()).await
+        let lines = text.bytes().filter(|&b| b == b'\n').count();
+        let answered = {
+            let _order = self.order.lock().await;
+            let answered = self.acks.expect(lines).ok_or_else(|| self.gone())?;
+            self.control.write(text.as_bytes()).await?;
+            answered
+        };
+        match tokio::time::timeout(ACK_TIMEOUT, answered).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(refused))) => Err(Error::ChannelRefused {
+                host: self.host.clone(),
+                what: format!("input for the persistent shell {:?}", self.name),
+                detail: format!("tmux refused it: {refused}"),
+            }),
+            Ok(Err(_)) => Err(self.gone()),
+            Err(_) => Err(Error::Disconnected {
+                session: self.name.clone(),
+                detail: format!(
+                    "tmux on {} did not confirm input for pane {} within {ACK_TIMEOUT:?}",
+                    self.host, self.pane
+                ),
+            }),
+        }
+    }
+
+    fn gone(&self) -> Error {
+        Error::Disconnected {
+            session: self.name.clone(),
+            detail: format!(
+                "the tmux control client for pane {} on {} ended before confirming the input (the connection was lost, or the tmux session is gone)",
+                self.pane, self.host
+            ),
+        }
     }
 }
 
@@ -100,6 +218,7 @@ impl ChannelInput for TmuxInput {
     /// Detaches: closes the control client and the log reader. The tmux session stays.
     async fn close(&self) -> Result<()> {
         self.ended.store(true, Ordering::Release);
+        self.acks.end();
         let a = self.control.close().await;
         let b = self.reader.close().await;
         a.and(b)
@@ -189,6 +308,7 @@ pub(crate) async fn read_header(
 pub(crate) async fn start_control(
     mut events: Box<dyn EventSource>,
     ended: Arc<AtomicBool>,
+    acks: Arc<Acks>,
     timeout: Duration,
 ) -> std::result::Result<(), String> {
     let mut lines = Lines::default();
@@ -236,18 +356,23 @@ pub(crate) async fn start_control(
                 if line.starts_with("%begin") {
                     block.clear();
                 } else if line.starts_with("%error") {
-                    tracing::warn!(error = %block.join(" / "), "tmux refused a command");
+                    let error = block.join(" / ");
+                    tracing::warn!(%error, "tmux refused a command");
+                    acks.reply(Some(error));
                     block.clear();
                 } else if line.starts_with("%end") {
+                    acks.reply(None);
                     block.clear();
                 } else if line.starts_with("%exit") {
                     ended.store(true, Ordering::Release);
+                    acks.end();
                 } else if !line.starts_with('%') && block.len() < 16 {
                     block.push(line);
                 }
             }
         }
         ended.store(true, Ordering::Release);
+        acks.end();
     });
     Ok(())
 }

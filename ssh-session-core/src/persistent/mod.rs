@@ -68,7 +68,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::transport::{run, Channel, PtyRequest, Transport};
-use channel::{read_header, start_control, TmuxEvents, TmuxInput};
+use channel::{read_header, start_control, Acks, TmuxEvents, TmuxInput};
 use script::SetupArgs;
 
 /// The default tmux socket (`tmux -L`) for persistent sessions.
@@ -290,7 +290,10 @@ impl TmuxShell {
             }
         };
         let ended = Arc::new(AtomicBool::new(false));
-        if let Err(e) = start_control(control.events, ended.clone(), OPEN_TIMEOUT).await {
+        let acks = Arc::new(Acks::default());
+        if let Err(e) =
+            start_control(control.events, ended.clone(), acks.clone(), OPEN_TIMEOUT).await
+        {
             let _ = reader.input.close().await;
             let _ = control.input.close().await;
             return Err(refused(e));
@@ -324,6 +327,8 @@ impl TmuxShell {
             host,
             name: name.to_string(),
             ended,
+            acks,
+            order: tokio::sync::Mutex::new(()),
         };
         let channel = Channel {
             input: Arc::new(input),

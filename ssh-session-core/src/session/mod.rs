@@ -2,19 +2,14 @@
 
 mod output;
 mod shell;
+mod stream;
 mod types;
 
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
 use async_trait::async_trait;
-use futures::Stream;
-use tokio::sync::{mpsc, OwnedMutexGuard};
 
 use crate::error::Result;
-pub use shell::{Endpoint, Reconnector, ShellSession};
+pub use shell::{Endpoint, ShellSession};
+pub use stream::{ExecStream, StreamEvent};
 pub use types::{
     CommandState, ExecOptions, ExecResult, HistoryEntry, Interrupt, Notice, ReadOptions,
     ReconnectPolicy, SessionConfig, SessionInfo, SessionStatus, StatusEvent, StopReport,
@@ -81,55 +76,4 @@ pub trait Session: Send + Sync {
 
     /// Ends the shell and its connection. Idempotent.
     async fn close(&self) -> Result<()>;
-}
-
-/// An item of [`ExecStream`].
-#[derive(Clone, Debug)]
-pub enum StreamEvent {
-    /// Output as it arrived.
-    Output(bytes::Bytes),
-    /// The command ended. `output` is empty: every byte was already streamed.
-    Finished(ExecResult),
-}
-
-/// The output of a command as a [`Stream`] of [`StreamEvent`]s.
-pub struct ExecStream {
-    receiver: mpsc::Receiver<StreamEvent>,
-    // Holds the session's command queue until the stream ends, so queued commands wait.
-    _turn: Option<OwnedMutexGuard<()>>,
-    /// Output bytes handed to the caller so far: if the stream is dropped early,
-    /// `read_output` continues from exactly there.
-    consumed: Option<Arc<AtomicU64>>,
-}
-
-impl ExecStream {
-    pub(crate) fn new(
-        receiver: mpsc::Receiver<StreamEvent>,
-        turn: OwnedMutexGuard<()>,
-        consumed: Option<Arc<AtomicU64>>,
-    ) -> Self {
-        ExecStream {
-            receiver,
-            _turn: Some(turn),
-            consumed,
-        }
-    }
-}
-
-impl Stream for ExecStream {
-    type Item = StreamEvent;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
-        let polled = self.receiver.poll_recv(cx);
-        match &polled {
-            Poll::Ready(Some(StreamEvent::Output(bytes))) => {
-                if let Some(consumed) = &self.consumed {
-                    consumed.fetch_add(bytes.len() as u64, Ordering::AcqRel);
-                }
-            }
-            Poll::Ready(None) | Poll::Ready(Some(StreamEvent::Finished(_))) => self._turn = None,
-            Poll::Pending => {}
-        }
-        polled
-    }
 }

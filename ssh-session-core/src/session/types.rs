@@ -209,6 +209,22 @@ pub struct ExecResult {
 }
 
 impl ExecResult {
+    /// A result with no output, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn empty(command: &str) -> Self {
+        ExecResult {
+            command: command.to_string(),
+            output: Vec::new(),
+            exit_code: None,
+            state: CommandState::Running,
+            cwd: String::new(),
+            duration: Duration::ZERO,
+            output_bytes: 0,
+            dropped_bytes: 0,
+            notices: Vec::new(),
+        }
+    }
+
     /// The output as text (invalid UTF-8 replaced), for display.
     pub fn text(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.output)
@@ -236,6 +252,44 @@ pub enum Interrupt {
     Term,
     /// SIGKILL to the foreground process group.
     Kill,
+}
+
+impl Interrupt {
+    /// The name it goes by: `INT`, `EOF`, `TERM` or `KILL`.
+    pub fn signal_name(self) -> &'static str {
+        match self {
+            Interrupt::Int => "INT",
+            Interrupt::Eof => "EOF",
+            Interrupt::Term => "TERM",
+            Interrupt::Kill => "KILL",
+        }
+    }
+}
+
+impl std::fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.signal_name())
+    }
+}
+
+impl std::str::FromStr for Interrupt {
+    type Err = String;
+
+    /// Accepts `INT`, `TERM`, `KILL` and `EOF`, in any case, with or without a `SIG`
+    /// prefix, and the keys that send them: `^C`/`C-c`/`ctrl-c` and `^D`/`C-d`/`ctrl-d`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let upper = s.trim().to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        match name {
+            "INT" | "^C" | "C-C" | "CTRL-C" => Ok(Interrupt::Int),
+            "EOF" | "^D" | "C-D" | "CTRL-D" => Ok(Interrupt::Eof),
+            "TERM" => Ok(Interrupt::Term),
+            "KILL" => Ok(Interrupt::Kill),
+            _ => Err(format!(
+                "unknown signal {s:?}: use INT (Ctrl-C), TERM, KILL or EOF (Ctrl-D)"
+            )),
+        }
+    }
 }
 
 /// A session's connection state.
@@ -327,6 +381,35 @@ pub struct SessionInfo {
     pub persistent: bool,
     /// Whether a surviving persistent shell was re-adopted when the session was opened.
     pub resumed: bool,
+}
+
+impl SessionInfo {
+    /// A snapshot of a session that has not connected yet.
+    pub(crate) fn new(
+        name: &str,
+        endpoint: &crate::session::Endpoint,
+        transport: TransportKind,
+    ) -> Self {
+        let now = SystemTime::now();
+        SessionInfo {
+            name: name.to_string(),
+            host: endpoint.host.clone(),
+            user: endpoint.user.clone(),
+            port: endpoint.port,
+            transport,
+            status: SessionStatus::Connecting,
+            created: now,
+            last_activity: now,
+            command_count: 0,
+            cwd: String::new(),
+            running: None,
+            last_error: None,
+            reconnects: 0,
+            connected_since: None,
+            persistent: false,
+            resumed: false,
+        }
+    }
 }
 
 /// A change of a session's status, as sent to [`Session::subscribe_status`](crate::Session::subscribe_status).

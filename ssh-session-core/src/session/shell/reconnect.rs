@@ -1,197 +1,20 @@
-//! Losing and regaining the connection: the reconnect loop with backoff, re-attaching
-//! a persistent shell, and waiting while it happens.
+//! Losing and regaining the connection: the worker that reacts to a lost link, the
+//! reconnection loop with backoff, and the liveness probe.
 
-use super::*;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-impl ShellSession {
-    /// Lets the session re-establish its connection by itself when it is lost.
-    pub fn set_reconnector(&self, reconnector: Reconnector) {
-        *self
-            .inner
-            .reconnector
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(reconnector);
-    }
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-    /// Runs the reconnect loop unless one is already running.
-    pub(super) async fn auto_reconnect(self, cause: String) {
-        if self.inner.reconnecting.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        // The loss is the failure to report, even when the reconnection then succeeds.
-        self.inner.lock().last_error = Some((
-            format!("connection lost: {cause}"),
-            std::time::SystemTime::now(),
-        ));
-        let _ = self
-            .reconnect_loop(cause, self.inner.config.reconnect.max_attempts)
-            .await;
-        self.inner.reconnecting.store(false, Ordering::Release);
-    }
-
-    /// Up to `attempts` tries, with the policy's backoff, to get a new connection and a new
-    /// shell with cwd and exported variables restored.
-    pub(super) async fn reconnect_loop(&self, cause: String, attempts: u32) -> Result<()> {
-        let inner = &self.inner;
-        let reconnector = inner
-            .reconnector
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let give_up = |detail: String| {
-            inner.set_status(SessionStatus::Error {
-                detail: detail.clone(),
-                at: std::time::SystemTime::now(),
-            });
-            Err(Error::Disconnected {
-                session: inner.name.clone(),
-                detail,
-            })
-        };
-        let Some(reconnector) = reconnector.filter(|_| attempts > 0) else {
-            return give_up(format!("{cause}; automatic reconnection is off"));
-        };
-        let policy = &inner.config.reconnect;
-        let mut last = cause.clone();
-        for attempt in 1..=attempts {
-            if inner.closed.load(Ordering::Acquire) {
-                return Err(Error::Closed {
-                    session: inner.name.clone(),
-                });
-            }
-            inner.set_status(SessionStatus::Reconnecting {
-                attempt,
-                of: attempts,
-            });
-            let unit = rand::random::<f64>() * 2.0 - 1.0;
-            tokio::time::sleep(policy.delay(attempt, unit)).await;
-            let transport = match reconnector().await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::info!(session = %inner.name, attempt, error = %e, "reconnect failed");
-                    last = e.to_string();
-                    continue;
-                }
-            };
-            let old = std::mem::replace(
-                &mut *inner.transport.lock().unwrap_or_else(|p| p.into_inner()),
-                transport,
-            );
-            old.close().await;
-            if inner.config.persistent {
-                match self.reattach().await {
-                    Ok(true) => {
-                        inner.lock().pending.push(Notice::Reconnected {
-                            cause: cause.clone(),
-                            attempts: attempt,
-                        });
-                        inner.lock().reconnects += 1;
-                        inner.set_status(SessionStatus::Connected);
-                        return Ok(());
-                    }
-                    // The tmux session itself is gone (host rebooted, killed): a new shell.
-                    Ok(false) => {
-                        let mut deliveries = Vec::new();
-                        let mut st = inner.lock();
-                        st.finish(Outcome::LinkLost, &mut deliveries);
-                        st.phase = Phase::Dead;
-                        st.parser = None;
-                    }
-                    Err(e) => {
-                        last = e.to_string();
-                        continue;
-                    }
-                }
-            }
-            let cwd = {
-                let st = inner.lock();
-                (!st.cwd.is_empty()).then(|| st.cwd.clone())
-            };
-            match self.spawn_shell(Restore { cwd, env: true }).await {
-                Ok(notices) => {
-                    {
-                        let mut st = inner.lock();
-                        st.pending.push(Notice::Reconnected {
-                            cause: cause.clone(),
-                            attempts: attempt,
-                        });
-                        st.pending.push(Notice::ShellRestarted {
-                            reason: cause.clone(),
-                        });
-                        st.pending.extend(notices);
-                        st.death = None;
-                        st.reconnects += 1;
-                    }
-                    inner.set_status(SessionStatus::Connected);
-                    return Ok(());
-                }
-                Err(e) => last = e.to_string(),
-            }
-        }
-        give_up(format!("{last} (after {attempts} reconnect attempts)"))
-    }
-
-    /// Re-attaches a persistent session's stream at the exact byte it stopped at, keeping
-    /// the parser (and so the running command). Returns false if the tmux session was gone
-    /// and a new, unprimed one was created instead (it is killed again).
-    pub(super) async fn reattach(&self) -> Result<bool> {
-        let inner = &self.inner;
-        let offset = inner
-            .attachment
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(TmuxAttachment::offset);
-        let pty = inner.config.pty.clone().unwrap_or_default();
-        let transport = inner.transport();
-        let (channel, attachment) = TmuxShell::default()
-            .open(transport.as_ref(), &inner.name, &pty, offset)
-            .await?;
-        if attachment.created {
-            let _ = channel.input.close().await;
-            let _ = persistent::kill(transport.as_ref(), &inner.name).await;
-            return Ok(false);
-        }
-        if let Some(gap) = &attachment.gap {
-            tracing::warn!(session = %inner.name, ?gap, "output missed while disconnected");
-        }
-        *inner.attachment.lock().unwrap_or_else(|p| p.into_inner()) = Some(attachment);
-        // Same parser and phase: the stream continues where it stopped.
-        inner.adopt_channel(channel);
-        Ok(true)
-    }
-
-    /// Waits while the session reconnects (up to `deadline`); fails clearly if it cannot.
-    pub(super) async fn wait_connected(&self, deadline: Instant) -> Result<()> {
-        let inner = &self.inner;
-        loop {
-            let mut changed = inner.changed.subscribe();
-            let status = inner.lock().status.clone();
-            match status {
-                SessionStatus::Reconnecting { attempt, of } => {
-                    let timed_out = tokio::select! {
-                        _ = changed.changed() => false,
-                        _ = tokio::time::sleep_until(deadline) => true,
-                    };
-                    if timed_out {
-                        return Err(Error::Reconnecting {
-                            session: inner.name.clone(),
-                            attempt,
-                            of,
-                        });
-                    }
-                }
-                SessionStatus::Error { detail, .. } => {
-                    return Err(Error::Disconnected {
-                        session: inner.name.clone(),
-                        detail,
-                    })
-                }
-                _ => return Ok(()),
-            }
-        }
-    }
-}
+use super::driver::Driver;
+use super::effects::Claim;
+use super::machine::GoneCause;
+use super::spawn;
+use crate::error::{Error, Result};
+use crate::session::types::SessionStatus;
+use crate::transport::{run, Transport};
 
 /// Whether `transport` still carries a working connection: a tiny exec answered in time.
 pub(super) async fn connection_alive(transport: Arc<dyn Transport>) -> bool {
@@ -205,16 +28,160 @@ pub(super) async fn connection_alive(transport: Arc<dyn Transport>) -> bool {
     ) && !transport.is_closed()
 }
 
-/// Reconnects a session whose pump saw its connection die. One per session, holding only a
-/// weak reference; it ends when the session is dropped.
-pub(super) async fn reconnect_worker(
-    weak: Weak<Inner>,
-    mut requests: mpsc::UnboundedReceiver<String>,
-) {
-    while let Some(cause) = requests.recv().await {
-        let Some(inner) = weak.upgrade() else {
+/// Reconnects a session whose shell channel found its connection dead. One per session,
+/// holding only a weak reference; it ends when the session is dropped.
+pub(super) async fn worker(weak: Weak<Driver>, mut requests: mpsc::UnboundedReceiver<u64>) {
+    while let Some(generation) = requests.recv().await {
+        let Some(driver) = weak.upgrade() else {
             return;
         };
-        ShellSession { inner }.auto_reconnect(cause).await;
+        // A loss reported by a channel older than the current shell was dealt with (by
+        // a reconnection that already replaced it).
+        if driver.view(|m| m.is_stale(generation)) {
+            continue;
+        }
+        if driver.reconnecting.swap(true, Ordering::AcqRel) {
+            continue;
+        }
+        let cause = GoneCause::LinkLost.to_string();
+        // The loss is the failure to report, even when the reconnection then succeeds.
+        driver.apply(|m| {
+            m.note_link_lost(&cause);
+            Default::default()
+        });
+        let attempts = driver.config.reconnect.max_attempts;
+        let _ = reconnect_loop(&driver, &cause, attempts).await;
+        driver.reconnecting.store(false, Ordering::Release);
+    }
+}
+
+/// [`Session::reconnect`](crate::Session::reconnect): reconnect now (or wait for the
+/// reconnection already under way).
+pub(super) async fn reconnect_now(driver: &Arc<Driver>) -> Result<()> {
+    if driver.view(|m| m.is_closed()) {
+        return Err(Error::Closed {
+            session: driver.name.clone(),
+        });
+    }
+    if driver.reconnecting.swap(true, Ordering::AcqRel) {
+        return wait_connected(driver, Instant::now() + driver.config.exec_timeout).await;
+    }
+    let attempts = driver.config.reconnect.max_attempts.max(1);
+    let result = reconnect_loop(driver, "reconnect requested", attempts).await;
+    driver.reconnecting.store(false, Ordering::Release);
+    result
+}
+
+/// Up to `attempts` tries, with the policy's backoff, to get a new connection and the
+/// shell back: re-attached (persistent) or new with cwd and exported variables restored.
+async fn reconnect_loop(driver: &Arc<Driver>, cause: &str, attempts: u32) -> Result<()> {
+    let give_up = |detail: String| {
+        driver.apply(|m| {
+            m.set_status(SessionStatus::Error {
+                detail: detail.clone(),
+                at: std::time::SystemTime::now(),
+            })
+        });
+        Err(Error::Disconnected {
+            session: driver.name.clone(),
+            detail,
+        })
+    };
+    let Some(reconnector) = driver.reconnector().filter(|_| attempts > 0) else {
+        return give_up(format!("{cause}; automatic reconnection is off"));
+    };
+    let policy = &driver.config.reconnect;
+    let mut last = cause.to_string();
+    for attempt in 1..=attempts {
+        if driver.view(|m| m.is_closed()) {
+            return Err(Error::Closed {
+                session: driver.name.clone(),
+            });
+        }
+        driver.apply(|m| {
+            m.set_status(SessionStatus::Reconnecting {
+                attempt,
+                of: attempts,
+            })
+        });
+        let unit = rand::random::<f64>() * 2.0 - 1.0;
+        tokio::time::sleep(policy.delay(attempt, unit)).await;
+        let transport = match reconnector().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(session = %driver.name, attempt, error = %e, "reconnect failed");
+                last = e.to_string();
+                continue;
+            }
+        };
+        driver.replace_transport(transport).close().await;
+        // Whatever shell there was went with the old connection (a persistent one stays
+        // in tmux, to be re-attached).
+        driver.apply(|m| m.link_lost());
+        match restore_shell(driver).await {
+            Ok(()) => {
+                driver.apply(|m| m.reconnected(cause, attempt));
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::info!(session = %driver.name, attempt, error = %e, "restoring the shell failed");
+                last = e.to_string();
+            }
+        }
+    }
+    give_up(format!("{last} (after {attempts} reconnect attempts)"))
+}
+
+/// Brings the shell back on the new connection, once any start already in progress (a
+/// restart that raced the loss) has ended.
+async fn restore_shell(driver: &Arc<Driver>) -> Result<()> {
+    let deadline = Instant::now() + driver.config.prime_timeout;
+    loop {
+        let since = driver.watch();
+        match driver.act(|m| (m.claim_start(), Default::default())) {
+            Claim::Ready => return Ok(()),
+            Claim::Claimed { previous, resume } => {
+                let notices = spawn::start_claimed(driver, previous, resume).await?;
+                driver.apply(|m| {
+                    m.add_notices(notices);
+                    Default::default()
+                });
+                return Ok(());
+            }
+            Claim::InProgress => {
+                if !driver.changed_before(deadline, since).await {
+                    return Err(Error::ShellNotReady {
+                        session: driver.name.clone(),
+                        timeout: driver.config.prime_timeout,
+                        last_output: "(another start of the shell did not finish)".into(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Waits while the session reconnects (up to `deadline`); fails clearly if it cannot.
+pub(super) async fn wait_connected(driver: &Driver, deadline: Instant) -> Result<()> {
+    loop {
+        let since = driver.watch();
+        match driver.view(|m| m.status().clone()) {
+            SessionStatus::Reconnecting { attempt, of } => {
+                if !driver.changed_before(deadline, since).await {
+                    return Err(Error::Reconnecting {
+                        session: driver.name.clone(),
+                        attempt,
+                        of,
+                    });
+                }
+            }
+            SessionStatus::Error { detail, .. } => {
+                return Err(Error::Disconnected {
+                    session: driver.name.clone(),
+                    detail,
+                })
+            }
+            _ => return Ok(()),
+        }
     }
 }

@@ -1,180 +1,218 @@
-//! Starting a shell: open the channel (plain or in remote tmux), prime it, detect a
-//! non-POSIX login shell and fall back.
+//! Starting a shell once a task holds the start: open a channel (plain, or in remote tmux),
+//! prime it, fall back to a POSIX shell when the login shell is not one, or re-attach a
+//! persistent shell that survived a lost link.
 
-use super::*;
+use std::sync::Arc;
 
-pub(super) enum SpawnError {
-    NotPosix,
-    Failed(Error),
-}
+use tokio::time::Instant;
+
+use super::driver::Driver;
+use super::effects::{Opening, PrimeVerdict};
+use super::machine::GoneCause;
+use crate::error::{Error, Result};
+use crate::persistent::{self, TmuxShell};
+use crate::protocol::{prime_script, Nonce, Output, Restore};
+use crate::session::types::Notice;
+use crate::transport::{Channel, ShellRequest};
+
 /// Started instead of a login shell that is not POSIX (fish, csh): every shell can run it.
 const POSIX_FALLBACK: &str =
     "sh -c 'if command -v bash >/dev/null 2>&1; then exec bash --noediting; else exec sh; fi'";
 
-impl ShellSession {
-    /// Starts a shell (the login shell, or a POSIX one if that is fish/csh) and primes it.
-    pub(super) async fn spawn_shell(&self, restore: Restore) -> Result<Vec<Notice>> {
-        match self.try_spawn(None, &restore).await {
-            Ok(()) => Ok(Vec::new()),
-            Err(SpawnError::Failed(e)) => Err(e),
-            Err(SpawnError::NotPosix) => {
-                tracing::warn!(session = %self.inner.name, "login shell is not POSIX; starting sh");
-                if self.inner.config.persistent {
-                    // tmux keeps the shell it was created with: start over with the fallback.
-                    let _ =
-                        persistent::kill(self.inner.transport().as_ref(), &self.inner.name).await;
-                }
-                match self.try_spawn(Some(POSIX_FALLBACK.into()), &restore).await {
-                    Ok(()) => Ok(vec![Notice::PosixFallback]),
-                    Err(SpawnError::Failed(e)) => Err(Error::NonPosixShell {
-                        session: self.inner.name.clone(),
-                        detail: e.to_string(),
-                    }),
-                    Err(SpawnError::NotPosix) => Err(Error::NonPosixShell {
-                        session: self.inner.name.clone(),
-                        detail: "sh did not answer as a POSIX shell either".into(),
-                    }),
-                }
+enum SpawnError {
+    NotPosix,
+    Failed(Error),
+}
+
+/// Brings up the shell whose start the caller claimed: re-attaches a persistent shell
+/// (`resume`), or starts a new one, restoring cwd and exported variables if an earlier
+/// shell (`previous`) ended. Returns the notices for the next command. On failure the
+/// start is given up (see `Machine::start_failed`).
+pub(super) async fn start_claimed(
+    driver: &Arc<Driver>,
+    mut previous: Option<GoneCause>,
+    resume: bool,
+) -> Result<Vec<Notice>> {
+    if resume {
+        match reattach(driver).await {
+            Ok(true) => return Ok(Vec::new()),
+            Ok(false) => {
+                driver.apply(|m| m.resume_impossible());
+                previous = Some(GoneCause::TmuxGone);
+            }
+            Err(e) => {
+                driver.apply(|m| m.start_failed(GoneCause::LinkLost));
+                return Err(e);
             }
         }
     }
-
-    pub(super) async fn try_spawn(
-        &self,
-        command: Option<String>,
-        restore: &Restore,
-    ) -> std::result::Result<(), SpawnError> {
-        let inner = &self.inner;
-        let channel = if inner.config.persistent {
-            let pty = inner.config.pty.clone().unwrap_or_default();
-            let (channel, attachment) = TmuxShell::default()
-                .open_command(
-                    inner.transport().as_ref(),
-                    &inner.name,
-                    &pty,
-                    command.as_deref(),
-                    None,
-                )
-                .await
-                .map_err(SpawnError::Failed)?;
-            {
-                let mut st = inner.lock();
-                st.persistent = true;
-                // A surviving shell keeps its own cwd and variables: restore nothing.
-                if !attachment.created && st.generation == 0 {
-                    st.resumed = true;
-                }
+    let restore = Restore {
+        cwd: previous.as_ref().and_then(|_| driver.view(|m| m.cwd())),
+        env: previous.is_some(),
+    };
+    match spawn(driver, &restore).await {
+        Ok(mut notices) => {
+            if let Some(previous) = &previous {
+                notices.insert(
+                    0,
+                    Notice::ShellRestarted {
+                        reason: previous.to_string(),
+                    },
+                );
             }
-            *inner.attachment.lock().unwrap_or_else(|p| p.into_inner()) = Some(attachment);
-            channel
-        } else {
-            let request = ShellRequest {
-                pty: inner.config.pty.clone(),
-                command,
-            };
-            inner
-                .transport()
-                .open_shell(request)
-                .await
-                .map_err(SpawnError::Failed)?
-        };
-        self.prime(channel, restore).await
+            Ok(notices)
+        }
+        Err(e) => {
+            let cause = previous.unwrap_or(GoneCause::ChannelClosed);
+            driver.apply(|m| m.start_failed(cause));
+            Err(e)
+        }
     }
+}
 
-    /// Types the prime into a freshly opened shell channel and waits for its verdict.
-    pub(super) async fn prime(
-        &self,
-        channel: crate::transport::Channel,
-        restore: &Restore,
-    ) -> std::result::Result<(), SpawnError> {
-        let inner = &self.inner;
-        let nonce = Nonce::random();
-        {
-            let mut st = inner.lock();
-            st.parser = Some(MarkerParser::new(&nonce));
-            st.phase = Phase::Priming {
-                log: Vec::new(),
-                ready: None,
-                probed: false,
-            };
-        }
-        let input = channel.input.clone();
-        inner.adopt_channel(channel);
-
-        let output = match inner.config.pty {
-            Some(_) => Output::Pty,
-            None => Output::Pipes,
-        };
-        let script = prime_script(&nonce, &inner.env_file_id, restore, output);
-        if let Err(e) = input.write(script.as_bytes()).await {
-            return Err(SpawnError::Failed(e));
-        }
-        let deadline = Instant::now() + inner.config.prime_timeout;
-        loop {
-            let mut changed = inner.changed.subscribe();
-            let verdict = {
-                let mut st = inner.lock();
-                match &st.phase {
-                    // Ready as soon as R arrives: the probe only tells a non-POSIX shell apart,
-                    // and zsh may drop the probe line when its line editor was already reading
-                    // (it is switched off by the first line). A late P is dropped by the parser.
-                    Phase::Priming {
-                        ready: Some((pid, flavor)),
-                        ..
-                    } => {
-                        let (pid, flavor) = (*pid, *flavor);
-                        st.phase = Phase::Ready;
-                        st.shell_pid = Some(pid);
-                        st.flavor = flavor;
-                        Some(Ok(()))
-                    }
-                    Phase::Priming {
-                        ready: None,
-                        probed: true,
-                        ..
-                    } => Some(Err(SpawnError::NotPosix)),
-                    Phase::Dead => {
-                        let why = st.death.clone().unwrap_or_default();
-                        Some(Err(SpawnError::Failed(Error::ShellNotReady {
-                            session: inner.name.clone(),
-                            timeout: inner.config.prime_timeout,
-                            last_output: format!("(the shell ended: {why})"),
-                        })))
-                    }
-                    _ => None,
-                }
-            };
-            match verdict {
-                Some(Err(SpawnError::NotPosix)) => {
-                    let _ = input.close().await;
-                    return Err(SpawnError::NotPosix);
-                }
-                Some(verdict) => return verdict,
-                None => {}
+/// Starts the login shell (or a POSIX one if that is fish/csh) and primes it.
+async fn spawn(driver: &Arc<Driver>, restore: &Restore) -> Result<Vec<Notice>> {
+    match try_spawn(driver, None, restore).await {
+        Ok(()) => Ok(Vec::new()),
+        Err(SpawnError::Failed(e)) => Err(e),
+        Err(SpawnError::NotPosix) => {
+            tracing::warn!(session = %driver.name, "login shell is not POSIX; starting sh");
+            if driver.config.persistent {
+                // tmux keeps the shell it was created with: start over with the fallback.
+                let _ = persistent::kill(driver.transport().as_ref(), &driver.name).await;
             }
-            let timed_out = tokio::select! {
-                _ = changed.changed() => false,
-                _ = tokio::time::sleep_until(deadline) => true,
-            };
-            if timed_out {
-                let log = match &inner.lock().phase {
-                    Phase::Priming { log, .. } => String::from_utf8_lossy(log).into_owned(),
-                    _ => String::new(),
-                };
+            match try_spawn(driver, Some(POSIX_FALLBACK), restore).await {
+                Ok(()) => Ok(vec![Notice::PosixFallback]),
+                Err(SpawnError::Failed(e)) => Err(Error::NonPosixShell {
+                    session: driver.name.clone(),
+                    detail: e.to_string(),
+                }),
+                Err(SpawnError::NotPosix) => Err(Error::NonPosixShell {
+                    session: driver.name.clone(),
+                    detail: "sh did not answer as a POSIX shell either".into(),
+                }),
+            }
+        }
+    }
+}
+
+async fn try_spawn(
+    driver: &Arc<Driver>,
+    command: Option<&str>,
+    restore: &Restore,
+) -> std::result::Result<(), SpawnError> {
+    let transport = driver.transport();
+    let channel = if driver.config.persistent {
+        let pty = driver.config.pty.clone().unwrap_or_default();
+        let (channel, attachment) = TmuxShell::default()
+            .open_command(transport.as_ref(), &driver.name, &pty, command, None)
+            .await
+            .map_err(SpawnError::Failed)?;
+        if !attachment.created {
+            // A surviving shell keeps its own cwd and variables; it is primed anew.
+            driver.apply(|m| {
+                m.set_resumed();
+                Default::default()
+            });
+        }
+        driver.set_attachment(attachment);
+        channel
+    } else {
+        let request = ShellRequest {
+            pty: driver.config.pty.clone(),
+            command: command.map(str::to_string),
+        };
+        transport
+            .open_shell(request)
+            .await
+            .map_err(SpawnError::Failed)?
+    };
+    prime(driver, channel, restore).await
+}
+
+/// Types the prime into a freshly opened shell channel and waits for its verdict.
+async fn prime(
+    driver: &Arc<Driver>,
+    channel: Channel,
+    restore: &Restore,
+) -> std::result::Result<(), SpawnError> {
+    let nonce = Nonce::random();
+    let output = match driver.config.pty {
+        Some(_) => Output::Pty,
+        None => Output::Pipes,
+    };
+    let script = prime_script(&nonce, &driver.env_file_id, restore, output);
+    let input = channel.input.clone();
+    driver.adopt(channel, Opening::Prime(nonce));
+    let timeout = driver.config.prime_timeout;
+    let not_ready = |last_output: String| Error::ShellNotReady {
+        session: driver.name.clone(),
+        timeout,
+        last_output,
+    };
+    if let Err(e) = input.write(script.as_bytes()).await {
+        driver.apply(|m| {
+            m.priming_abandoned();
+            Default::default()
+        });
+        return Err(SpawnError::Failed(e));
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let since = driver.watch();
+        let verdict = driver.act(|m| (m.prime_verdict(), Default::default()));
+        match verdict {
+            PrimeVerdict::Ready => return Ok(()),
+            PrimeVerdict::NotPosix => {
+                driver.apply(|m| {
+                    m.priming_abandoned();
+                    Default::default()
+                });
                 let _ = input.close().await;
-                return Err(SpawnError::Failed(Error::ShellNotReady {
-                    session: inner.name.clone(),
-                    timeout: inner.config.prime_timeout,
-                    last_output: log
-                        .chars()
-                        .rev()
-                        .take(400)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect(),
-                }));
+                return Err(SpawnError::NotPosix);
             }
+            PrimeVerdict::Ended(cause) => {
+                return Err(SpawnError::Failed(not_ready(format!(
+                    "(the shell ended: {cause})"
+                ))));
+            }
+            PrimeVerdict::Waiting => {}
+        }
+        if !driver.changed_before(deadline, since).await && Instant::now() >= deadline {
+            let log = driver.view(|m| m.prime_log());
+            driver.apply(|m| {
+                m.priming_abandoned();
+                Default::default()
+            });
+            let _ = input.close().await;
+            let tail: String = {
+                let chars: Vec<char> = log.chars().collect();
+                chars[chars.len().saturating_sub(400)..].iter().collect()
+            };
+            return Err(SpawnError::Failed(not_ready(tail)));
         }
     }
+}
+
+/// Re-attaches a persistent session's stream at the exact byte it stopped at, keeping the
+/// parser (and so the running command). Returns false if the tmux session was gone and a
+/// new, unprimed one was created instead (it is killed again).
+async fn reattach(driver: &Arc<Driver>) -> Result<bool> {
+    let offset = driver.attachment_offset();
+    let pty = driver.config.pty.clone().unwrap_or_default();
+    let transport = driver.transport();
+    let (channel, attachment) = TmuxShell::default()
+        .open(transport.as_ref(), &driver.name, &pty, offset)
+        .await?;
+    if attachment.created {
+        let _ = channel.input.close().await;
+        let _ = persistent::kill(transport.as_ref(), &driver.name).await;
+        return Ok(false);
+    }
+    if let Some(gap) = &attachment.gap {
+        tracing::warn!(session = %driver.name, ?gap, "output missed while disconnected");
+    }
+    driver.set_attachment(attachment);
+    driver.adopt(channel, Opening::Resume);
+    Ok(true)
 }

@@ -1,0 +1,289 @@
+//! The session's commands: the current one's output, outcome and stream, the output
+//! between commands, the notices for the next one, and the history. Pure bookkeeping for
+//! the [`Machine`](super::machine::Machine), which decides when a command begins and ends.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::machine::GoneCause;
+use crate::error::{Error, Result};
+use crate::session::output::OutputBuffer;
+use crate::session::stream::{Sink, StreamEvent};
+use crate::session::types::{CommandState, ExecResult, HistoryEntry, Notice};
+
+/// Output that arrives between commands (job notifications, a background job's prints) is
+/// kept here, bounded, and shown at the start of the next command's output, where a
+/// terminal would show it.
+const IDLE_OUTPUT_CAP: usize = 64 << 10;
+
+/// How a command ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Its marker came back with this exit code.
+    Exited(i32),
+    /// Its shell ended while it ran.
+    ShellGone(GoneCause),
+    /// Its connection was lost while it ran, or before its keys were confirmed typed:
+    /// whether and how it ran is unknown.
+    LinkLost,
+    /// It would not stop, so its shell was killed.
+    Killed,
+}
+
+/// The current (or most recent) command.
+struct CommandRun {
+    id: u64,
+    command: String,
+    started: Instant,
+    output: OutputBuffer,
+    /// Stream offset up to which output was already handed to a caller.
+    cursor: u64,
+    outcome: Option<(Outcome, Instant)>,
+    notices: Vec<Notice>,
+    /// An `exec_stream` consumer, while it listens.
+    stream: Option<Arc<Sink>>,
+    /// Its keys reached the shell: the write returned (and, for a persistent shell, tmux
+    /// confirmed them). A command lost before that never ran as far as anyone can tell.
+    typed: bool,
+}
+
+impl CommandRun {
+    fn running(&self) -> bool {
+        self.outcome.is_none()
+    }
+
+    /// A dropped stream stops consuming: from then on the output is `read_output`'s, from
+    /// the first byte the consumer did not take (chunks still queued were never seen).
+    fn settle_stream(&mut self) {
+        if let Some(consumed) = self.stream.as_ref().and_then(|s| s.dropped()) {
+            self.stream = None;
+            self.cursor = consumed;
+        }
+    }
+
+    fn result(&self, cwd: &str, now: Instant) -> ExecResult {
+        let (output, dropped_bytes) = self.output.read_from(self.cursor);
+        let (state, exit_code, end) = match &self.outcome {
+            None => (CommandState::Running, None, now),
+            Some((outcome, at)) => {
+                let (state, code) = match outcome {
+                    Outcome::Exited(c) => (CommandState::Exited, Some(*c)),
+                    Outcome::ShellGone(GoneCause::Exited(c)) => {
+                        (CommandState::ShellExited, Some(*c))
+                    }
+                    Outcome::ShellGone(_) => (CommandState::ShellExited, None),
+                    Outcome::LinkLost => (CommandState::LinkLost, None),
+                    Outcome::Killed => (CommandState::Killed, None),
+                };
+                (state, code, *at)
+            }
+        };
+        ExecResult {
+            command: self.command.clone(),
+            output,
+            exit_code,
+            state,
+            cwd: cwd.to_string(),
+            duration: end.saturating_duration_since(self.started),
+            output_bytes: self.output.total(),
+            dropped_bytes,
+            notices: self.notices.clone(),
+        }
+    }
+}
+
+/// Every command of a session, as far as it is remembered.
+pub(super) struct Commands {
+    current: Option<CommandRun>,
+    next_id: u64,
+    idle: OutputBuffer,
+    max_output: usize,
+    /// Notices for the next command (a restart, a reconnection, the POSIX fallback).
+    pending: Vec<Notice>,
+    history: VecDeque<(u64, HistoryEntry)>,
+    history_limit: usize,
+    count: u64,
+}
+
+impl Commands {
+    pub(super) fn new(max_output: usize, history_limit: usize) -> Self {
+        Commands {
+            current: None,
+            next_id: 1,
+            idle: OutputBuffer::new(IDLE_OUTPUT_CAP),
+            max_output,
+            pending: Vec::new(),
+            history: VecDeque::new(),
+            history_limit,
+            count: 0,
+        }
+    }
+
+    fn running_mut(&mut self) -> Option<&mut CommandRun> {
+        self.current.as_mut().filter(|c| c.running())
+    }
+
+    /// The running command's id.
+    pub(super) fn running_id(&self) -> Option<u64> {
+        self.current.as_ref().filter(|c| c.running()).map(|c| c.id)
+    }
+
+    /// The running command's line and how long it has run.
+    pub(super) fn running(&self) -> Option<(String, Duration)> {
+        self.current
+            .as_ref()
+            .filter(|c| c.running())
+            .map(|c| (c.command.clone(), c.started.elapsed()))
+    }
+
+    /// Whether the running command's keys reached the shell.
+    pub(super) fn running_was_typed(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|c| c.running() && c.typed)
+    }
+
+    /// The id the next command gets.
+    pub(super) fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Commands begun so far.
+    pub(super) fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Notices for the next command.
+    pub(super) fn add_notices(&mut self, notices: impl IntoIterator<Item = Notice>) {
+        self.pending.extend(notices);
+    }
+
+    /// Starts the record of a new command (the caller checked nothing runs): the output
+    /// printed since the last one opens its output. Returns its id and, if `stream`, the
+    /// sink its stream reads.
+    pub(super) fn begin(
+        &mut self,
+        command: &str,
+        source: &str,
+        stream: bool,
+        wakers: &mut Vec<Waker>,
+    ) -> (u64, Option<Arc<Sink>>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let now = SystemTime::now();
+        let mut output = OutputBuffer::new(self.max_output);
+        let (idle, _) = self.idle.take_all();
+        output.push(&idle);
+        let sink = stream.then(|| Arc::new(Sink::default()));
+        if let (Some(sink), false) = (&sink, idle.is_empty()) {
+            wakers.extend(sink.push(StreamEvent::Output(Bytes::from(idle))));
+        }
+        self.current = Some(CommandRun {
+            id,
+            command: command.to_string(),
+            started: Instant::now(),
+            cursor: 0,
+            output,
+            outcome: None,
+            notices: std::mem::take(&mut self.pending),
+            stream: sink.clone(),
+            typed: false,
+        });
+        self.count += 1;
+        self.history.push_back((
+            id,
+            HistoryEntry {
+                command: command.to_string(),
+                exit_code: None,
+                started_at: now,
+                duration: None,
+                source: source.to_string(),
+            },
+        ));
+        while self.history.len() > self.history_limit {
+            self.history.pop_front();
+        }
+        (id, sink)
+    }
+
+    /// Command `id`'s keys reached the shell.
+    pub(super) fn typed(&mut self, id: u64) {
+        if let Some(run) = self.current.as_mut().filter(|c| c.id == id) {
+            run.typed = true;
+        }
+    }
+
+    /// Output for the running command (or, between commands, for the next one). Returns
+    /// the stream sink it went to, if any, for flow control.
+    pub(super) fn deliver(&mut self, bytes: Vec<u8>, wakers: &mut Vec<Waker>) -> Option<Arc<Sink>> {
+        if bytes.is_empty() {
+            return None;
+        }
+        let Some(run) = self.running_mut() else {
+            self.idle.push(&bytes);
+            return None;
+        };
+        run.output.push(&bytes);
+        run.settle_stream();
+        let sink = run.stream.clone()?;
+        wakers.extend(sink.push(StreamEvent::Output(Bytes::from(bytes))));
+        Some(sink)
+    }
+
+    /// Ends the running command, if one runs; its stream gets its final event.
+    pub(super) fn finish(&mut self, outcome: Outcome, cwd: &str, wakers: &mut Vec<Waker>) {
+        let Some(run) = self.current.as_mut().filter(|c| c.running()) else {
+            return;
+        };
+        run.settle_stream();
+        let now = Instant::now();
+        run.outcome = Some((outcome, now));
+        let result = run.result(cwd, now);
+        if let Some((_, entry)) = self.history.iter_mut().rev().find(|(id, _)| *id == run.id) {
+            entry.exit_code = result.exit_code;
+            entry.duration = Some(result.duration);
+        }
+        if let Some(sink) = run.stream.take() {
+            // The bytes already went out as chunks.
+            let mut last = result;
+            last.output.clear();
+            run.cursor = run.output.total();
+            wakers.extend(sink.push(StreamEvent::Finished(last)));
+        }
+    }
+
+    /// The current command's result from its read cursor on (advancing the cursor), if it
+    /// has ended, new output arrived and `on_output`, or the wait `expired`.
+    /// `Err(NotRunning)` if there never was a command.
+    pub(super) fn poll_result(
+        &mut self,
+        session: &str,
+        cwd: &str,
+        on_output: bool,
+        expired: bool,
+    ) -> Result<Option<ExecResult>> {
+        let Some(run) = self.current.as_mut() else {
+            return Err(Error::NotRunning {
+                session: session.to_string(),
+            });
+        };
+        run.settle_stream();
+        let fresh = run.output.total() > run.cursor;
+        if !(run.outcome.is_some() || expired || (on_output && fresh)) {
+            return Ok(None);
+        }
+        let result = run.result(cwd, Instant::now());
+        run.cursor = run.output.total();
+        run.notices.clear();
+        Ok(Some(result))
+    }
+
+    /// Commands run so far, oldest first.
+    pub(super) fn history(&self) -> Vec<HistoryEntry> {
+        self.history.iter().map(|(_, e)| e.clone()).collect()
+    }
+}

@@ -1,0 +1,803 @@
+//! The shell's life, as one state machine: every state a session's shell can be in, and
+//! every transition between them, in this file.
+//!
+//! ```text
+//!            claim_start                opened(Prime)            ready marker
+//!   Gone ───────────────▶ Starting ─────────────────▶ Priming ───────────────▶ Ready
+//!    ▲  ▲                  │   ▲  ▲                       │                     │ │
+//!    │  │    start_failed  │   │  └── priming_abandoned ──┘                     │ │
+//!    │  └──────────────────┘   │        (not POSIX: try the fallback)           │ │
+//!    │                         │                                                │ │
+//!    │                         └──────── replace_shell (stop: it would not die) ┘ │
+//!    └─────────────── channel_closed (exited, killed, link lost) ─────────────────┘
+//!
+//!   persistent shells only:  Ready ── channel_closed(link lost) ──▶ Detached
+//!                            Detached ── claim_start ──▶ Starting ── opened(Resume) ──▶ Ready
+//! ```
+//!
+//! Everything here is synchronous and runs under the session's state lock for
+//! microseconds: no I/O, no await. Each transition returns the `Effects` it caused
+//! (stream consumers to wake, status events, a reconnection to start); the driver commits
+//! them in one place once the lock is released. Events of a shell channel carry its
+//! generation, so a late event from a replaced channel can never touch its successor.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::command::{Commands, Outcome};
+use super::effects::{Begun, Claim, ClosingShell, Effects, Opening, PrimeVerdict, Refusal};
+use super::terminal::Terminal;
+use crate::error::{Error, Result};
+use crate::protocol::{command_line, Event, MarkerParser, Nonce, ShellFlavor};
+use crate::session::types::{
+    ExecResult, HistoryEntry, Notice, SessionInfo, SessionStatus, StatusEvent,
+};
+use crate::transport::ChannelInput;
+
+/// What a priming shell printed, kept (bounded) for the error if it never gets ready.
+const PRIME_LOG_CAP: usize = 4096;
+
+/// Why a shell ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum GoneCause {
+    /// It exited with this status (`exit 3`, `exec true`).
+    Exited(i32),
+    /// It was killed by this signal.
+    Signalled(String),
+    /// Its channel closed without saying why, while the connection stayed up.
+    ChannelClosed,
+    /// The connection carrying it was lost.
+    LinkLost,
+    /// It was killed on purpose, because its command would not stop.
+    Replaced,
+    /// A persistent shell's tmux session was gone when the session came back for it.
+    TmuxGone,
+    /// The session was closed.
+    Closed,
+}
+
+impl fmt::Display for GoneCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GoneCause::Exited(code) => write!(f, "the shell exited with status {code}"),
+            GoneCause::Signalled(sig) => write!(f, "the shell was killed by SIG{sig}"),
+            GoneCause::ChannelClosed => f.write_str("the shell's channel was closed"),
+            GoneCause::LinkLost => f.write_str("the connection was lost"),
+            GoneCause::Replaced => {
+                f.write_str("the shell was killed because its command would not stop")
+            }
+            GoneCause::TmuxGone => {
+                f.write_str("the persistent shell's tmux session was gone after reconnecting")
+            }
+            GoneCause::Closed => f.write_str("the session was closed"),
+        }
+    }
+}
+
+/// A shell channel the session reads and types into.
+struct Live {
+    generation: u64,
+    input: Arc<dyn ChannelInput>,
+    parser: MarkerParser,
+    /// How the channel said it ended (exit status or signal), once it did.
+    exit: Option<GoneCause>,
+}
+
+/// Where the shell is in its life.
+enum Life {
+    /// No shell: never started (`None`), or it ended.
+    Gone(Option<GoneCause>),
+    /// One task claimed the start and is opening a channel; everyone else waits.
+    /// `resume` is a persistent shell's parser, kept across a lost link, and `failed` why
+    /// the last channel of this start ended before it was ready.
+    Starting {
+        previous: Option<GoneCause>,
+        resume: Option<MarkerParser>,
+        failed: Option<GoneCause>,
+    },
+    /// The prime was typed; waiting for its ready (or probe) marker.
+    Priming {
+        live: Live,
+        previous: Option<GoneCause>,
+        log: Vec<u8>,
+        ready: Option<(u32, ShellFlavor)>,
+        probed: bool,
+    },
+    /// Primed: commands may run.
+    Ready(Live),
+    /// A persistent shell whose link was lost: it (and its command) go on in tmux; its
+    /// output resumes through the same parser when the session re-attaches.
+    Detached(MarkerParser),
+}
+
+/// Everything about a session that changes.
+pub(super) struct Machine {
+    name: String,
+    persistent: bool,
+    pty: bool,
+    status: SessionStatus,
+    closed: bool,
+    life: Life,
+    generation: u64,
+    flavor: ShellFlavor,
+    shell_pid: Option<u32>,
+    cwd: String,
+    terminal: Terminal,
+    commands: Commands,
+    created: SystemTime,
+    last_activity: SystemTime,
+    last_error: Option<(String, SystemTime)>,
+    reconnects: u32,
+    connected_since: Option<SystemTime>,
+    resumed: bool,
+}
+
+/// The fixed parameters of a [`Machine`].
+pub(super) struct Settings {
+    pub(super) name: String,
+    pub(super) persistent: bool,
+    /// The PTY's size, or `None` for plain pipes.
+    pub(super) pty: Option<(u16, u16)>,
+    pub(super) max_output: usize,
+    pub(super) history_limit: usize,
+}
+
+impl Machine {
+    pub(super) fn new(settings: Settings) -> Self {
+        let now = SystemTime::now();
+        Machine {
+            name: settings.name,
+            persistent: settings.persistent,
+            pty: settings.pty.is_some(),
+            status: SessionStatus::Connecting,
+            closed: false,
+            life: Life::Gone(None),
+            generation: 0,
+            flavor: ShellFlavor::Posix,
+            shell_pid: None,
+            cwd: String::new(),
+            terminal: Terminal::new(settings.pty),
+            commands: Commands::new(settings.max_output, settings.history_limit),
+            created: now,
+            last_activity: now,
+            last_error: None,
+            reconnects: 0,
+            connected_since: None,
+            resumed: false,
+        }
+    }
+
+    // ---- status -------------------------------------------------------------------
+
+    /// The connection status changes (connected, reconnecting n of N, error).
+    pub(super) fn set_status(&mut self, status: SessionStatus) -> Effects {
+        let mut fx = Effects::default();
+        if self.closed || self.status == status {
+            return fx;
+        }
+        match &status {
+            SessionStatus::Connected => self.connected_since = Some(SystemTime::now()),
+            SessionStatus::Error { detail, at } => {
+                self.last_error = Some((detail.clone(), *at));
+            }
+            _ => {}
+        }
+        self.status = status.clone();
+        fx.status.push(StatusEvent {
+            session: self.name.clone(),
+            status,
+            at: SystemTime::now(),
+        });
+        fx
+    }
+
+    /// The connection was lost (noted even if reconnecting then succeeds).
+    pub(super) fn note_link_lost(&mut self, cause: &str) {
+        self.last_error = Some((format!("connection lost: {cause}"), SystemTime::now()));
+    }
+
+    /// A reconnection succeeded: the next command says so (and that its shell is new, if
+    /// it is), and the session is connected again.
+    pub(super) fn reconnected(&mut self, cause: &str, attempts: u32) -> Effects {
+        self.commands.add_notices([Notice::Reconnected {
+            cause: cause.to_string(),
+            attempts,
+        }]);
+        self.reconnects += 1;
+        self.set_status(SessionStatus::Connected)
+    }
+
+    /// Notices for the next command.
+    pub(super) fn add_notices(&mut self, notices: impl IntoIterator<Item = Notice>) {
+        self.commands.add_notices(notices);
+    }
+
+    // ---- starting a shell ---------------------------------------------------------
+
+    /// Claims the start of a shell (a first one, a replacement, or re-attaching a
+    /// persistent one), so that exactly one task starts it.
+    pub(super) fn claim_start(&mut self) -> Claim {
+        match &mut self.life {
+            Life::Ready(_) => Claim::Ready,
+            Life::Starting { .. } | Life::Priming { .. } => Claim::InProgress,
+            Life::Gone(previous) => {
+                let previous = previous.take();
+                self.life = Life::Starting {
+                    previous: previous.clone(),
+                    resume: None,
+                    failed: None,
+                };
+                Claim::Claimed {
+                    previous,
+                    resume: false,
+                }
+            }
+            Life::Detached(_) => {
+                let Life::Detached(parser) = std::mem::replace(&mut self.life, Life::Gone(None))
+                else {
+                    unreachable!("matched above")
+                };
+                self.life = Life::Starting {
+                    previous: Some(GoneCause::LinkLost),
+                    resume: Some(parser),
+                    failed: None,
+                };
+                Claim::Claimed {
+                    previous: Some(GoneCause::LinkLost),
+                    resume: true,
+                }
+            }
+        }
+    }
+
+    /// The claimer opened a shell channel: returns its generation, for its reader.
+    pub(super) fn opened(&mut self, input: Arc<dyn ChannelInput>, how: Opening) -> u64 {
+        self.generation += 1;
+        let generation = self.generation;
+        let (previous, resume) = match std::mem::replace(&mut self.life, Life::Gone(None)) {
+            Life::Starting {
+                previous, resume, ..
+            } => (previous, resume),
+            Life::Priming { previous, .. } => (previous, None),
+            other => {
+                // Only the claimer opens channels; keep whatever is there.
+                self.life = other;
+                (None, None)
+            }
+        };
+        let live = |parser| Live {
+            generation,
+            input,
+            parser,
+            exit: None,
+        };
+        self.life = match (how, resume) {
+            (Opening::Resume, Some(parser)) => Life::Ready(live(parser)),
+            (how, _) => {
+                // `Resume` without a kept parser cannot come from a claim; a fresh nonce
+                // then makes the claimer's wait for the prime time out with a clear error.
+                let nonce = match how {
+                    Opening::Prime(nonce) => nonce,
+                    Opening::Resume => Nonce::random(),
+                };
+                Life::Priming {
+                    live: live(MarkerParser::new(&nonce)),
+                    previous,
+                    log: Vec::new(),
+                    ready: None,
+                    probed: false,
+                }
+            }
+        };
+        generation
+    }
+
+    /// For the claimer of a start: has the shell answered its prime?
+    pub(super) fn prime_verdict(&mut self) -> PrimeVerdict {
+        match &mut self.life {
+            Life::Priming {
+                ready: Some((pid, flavor)),
+                ..
+            } => {
+                let (pid, flavor) = (*pid, *flavor);
+                let Life::Priming { live, .. } =
+                    std::mem::replace(&mut self.life, Life::Gone(None))
+                else {
+                    unreachable!("matched above")
+                };
+                self.shell_pid = Some(pid);
+                self.flavor = flavor;
+                self.life = Life::Ready(live);
+                PrimeVerdict::Ready
+            }
+            // Ready as soon as R arrives: the probe only tells a non-POSIX shell apart, and
+            // zsh may drop the probe line when its line editor was already reading.
+            Life::Priming { probed: true, .. } => PrimeVerdict::NotPosix,
+            Life::Priming { .. } => PrimeVerdict::Waiting,
+            Life::Starting {
+                failed: Some(cause),
+                ..
+            } => PrimeVerdict::Ended(cause.clone()),
+            Life::Ready(_) => PrimeVerdict::Ready,
+            Life::Starting { .. } | Life::Gone(_) | Life::Detached(_) => {
+                PrimeVerdict::Ended(GoneCause::ChannelClosed)
+            }
+        }
+    }
+
+    /// What the priming shell printed last, for an error that says what it was doing.
+    pub(super) fn prime_log(&self) -> String {
+        match &self.life {
+            Life::Priming { log, .. } => String::from_utf8_lossy(log).into_owned(),
+            _ => String::new(),
+        }
+    }
+
+    /// The claimer gives up on this channel (not POSIX, timed out) but keeps the start:
+    /// it tries another channel or calls `start_failed`. The channel's events are ignored
+    /// from now on.
+    pub(super) fn priming_abandoned(&mut self) {
+        if let Life::Priming { previous, .. } = &self.life {
+            self.life = Life::Starting {
+                previous: previous.clone(),
+                resume: None,
+                failed: None,
+            };
+        }
+    }
+
+    /// The start failed: no shell (a persistent one stays detached, to re-attach later).
+    pub(super) fn start_failed(&mut self, cause: GoneCause) -> Effects {
+        let life = std::mem::replace(&mut self.life, Life::Gone(None));
+        self.life = match life {
+            Life::Starting {
+                resume: Some(parser),
+                ..
+            } => Life::Detached(parser),
+            Life::Starting { .. } | Life::Priming { .. } => Life::Gone(Some(cause)),
+            other => other,
+        };
+        Effects::default()
+    }
+
+    /// Whether a persistent shell was found running when the session opened.
+    pub(super) fn set_resumed(&mut self) {
+        if self.generation == 0 {
+            self.resumed = true;
+        }
+    }
+
+    // ---- the shell's channel ------------------------------------------------------
+
+    /// Bytes from channel `generation`'s stdout.
+    pub(super) fn output(&mut self, generation: u64, data: &[u8]) -> Effects {
+        let mut fx = Effects::default();
+        let mut events = Vec::new();
+        match &mut self.life {
+            Life::Priming { live, .. } | Life::Ready(live) if live.generation == generation => {
+                live.parser.feed(data, &mut events);
+            }
+            _ => return fx,
+        }
+        for event in events {
+            self.apply(event, &mut fx);
+        }
+        fx
+    }
+
+    /// Bytes from channel `generation`'s stderr (pipes only: no marker can be there).
+    pub(super) fn stderr(&mut self, generation: u64, data: &[u8]) -> Effects {
+        let mut fx = Effects::default();
+        if self.live(generation).is_some() {
+            self.apply(Event::Output(data.to_vec()), &mut fx);
+        }
+        fx
+    }
+
+    /// Channel `generation` said how its process ended (exit status or signal).
+    pub(super) fn channel_exit(&mut self, generation: u64, cause: GoneCause) {
+        if let Some(live) = self.live_mut(generation) {
+            live.exit = Some(cause);
+        }
+    }
+
+    /// Whether channel `generation` ended without saying why, so that only asking the
+    /// connection can tell a lost link from a shell that just went away.
+    pub(super) fn end_unexplained(&self, generation: u64) -> bool {
+        self.live(generation)
+            .is_some_and(|live| live.exit.is_none())
+    }
+
+    /// Channel `generation` closed. `link_alive`: whether its connection still works
+    /// (only asked when the channel did not say why it ended).
+    pub(super) fn channel_closed(&mut self, generation: u64, link_alive: bool) -> Effects {
+        let mut fx = Effects::default();
+        let Some(live) = self.live_mut(generation) else {
+            return Effects::default();
+        };
+        let cause = live.exit.take().unwrap_or(if link_alive {
+            GoneCause::ChannelClosed
+        } else {
+            GoneCause::LinkLost
+        });
+        if cause == GoneCause::LinkLost {
+            fx.reconnect = Some(generation);
+        }
+        self.end_live(cause, &mut fx);
+        fx
+    }
+
+    /// The connection is being replaced: whatever shell there was went with the old one
+    /// (a persistent one stays in tmux, detached). No reconnection is asked for: the
+    /// caller is the one reconnecting.
+    pub(super) fn link_lost(&mut self) -> Effects {
+        let mut fx = Effects::default();
+        self.end_live(GoneCause::LinkLost, &mut fx);
+        fx
+    }
+
+    /// Whether a channel of `generation` is older than the current shell's: a link loss
+    /// it reported was already dealt with.
+    pub(super) fn is_stale(&self, generation: u64) -> bool {
+        generation < self.generation
+    }
+
+    /// The current channel ended for `cause`.
+    fn end_live(&mut self, cause: GoneCause, fx: &mut Effects) {
+        match std::mem::replace(&mut self.life, Life::Gone(None)) {
+            Life::Priming { previous, .. } => {
+                // The claimer sees it in its verdict and decides.
+                self.life = Life::Starting {
+                    previous,
+                    resume: None,
+                    failed: Some(cause),
+                };
+            }
+            Life::Ready(live) if self.persistent && cause == GoneCause::LinkLost => {
+                // The shell and its command go on in tmux. A command whose keys were not
+                // confirmed may never have reached it: its outcome is unknown.
+                self.life = Life::Detached(live.parser);
+                if !self.commands.running_was_typed() {
+                    self.finish(Outcome::LinkLost, fx);
+                }
+            }
+            Life::Ready(mut live) => {
+                let mut events = Vec::new();
+                live.parser.finish(&mut events);
+                for event in events {
+                    self.apply(event, fx);
+                }
+                let outcome = match &cause {
+                    GoneCause::LinkLost => Outcome::LinkLost,
+                    other => Outcome::ShellGone(other.clone()),
+                };
+                self.finish(outcome, fx);
+                self.life = Life::Gone(Some(cause));
+            }
+            other => self.life = other,
+        }
+    }
+
+    fn live(&self, generation: u64) -> Option<&Live> {
+        match &self.life {
+            Life::Priming { live, .. } | Life::Ready(live) if live.generation == generation => {
+                Some(live)
+            }
+            _ => None,
+        }
+    }
+
+    fn live_mut(&mut self, generation: u64) -> Option<&mut Live> {
+        match &mut self.life {
+            Life::Priming { live, .. } | Life::Ready(live) if live.generation == generation => {
+                Some(live)
+            }
+            _ => None,
+        }
+    }
+
+    fn apply(&mut self, event: Event, fx: &mut Effects) {
+        let running = self.commands.running_id();
+        match (&mut self.life, event) {
+            (Life::Priming { log, .. }, Event::Output(bytes)) => {
+                log.extend_from_slice(&bytes);
+                let excess = log.len().saturating_sub(PRIME_LOG_CAP);
+                log.drain(..excess);
+            }
+            (Life::Priming { ready, .. }, Event::Ready { pid, flavor, cwd }) => {
+                *ready = Some((pid, flavor));
+                self.cwd = String::from_utf8_lossy(&cwd).into_owned();
+            }
+            (Life::Priming { probed, .. }, Event::Probe) => {
+                *probed = true;
+            }
+            (_, Event::Output(bytes)) => self.command_output(&bytes, fx),
+            (Life::Ready(_), Event::Done { id, exit_code, cwd }) if running == Some(id) => {
+                self.cwd = String::from_utf8_lossy(&cwd).into_owned();
+                self.finish(Outcome::Exited(exit_code), fx);
+            }
+            // A late ready/probe, or the marker of a command no longer current.
+            _ => {}
+        }
+    }
+
+    fn command_output(&mut self, raw: &[u8], fx: &mut Effects) {
+        self.last_activity = SystemTime::now();
+        let decoded = self.terminal.decode(raw);
+        self.deliver(decoded, fx);
+    }
+
+    fn deliver(&mut self, bytes: Vec<u8>, fx: &mut Effects) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(sink) = self.commands.deliver(bytes, &mut fx.wakers) {
+            fx.backpressure = Some(sink);
+        }
+    }
+
+    /// Ends the running command, if one runs; its stream gets its final event.
+    fn finish(&mut self, outcome: Outcome, fx: &mut Effects) {
+        let tail = self.terminal.flush();
+        self.deliver(tail, fx);
+        self.commands.finish(outcome, &self.cwd, &mut fx.wakers);
+    }
+
+    // ---- commands -----------------------------------------------------------------
+
+    /// Starts bookkeeping for `command` and says what to type, or why not now.
+    pub(super) fn begin_command(
+        &mut self,
+        command: &str,
+        source: &str,
+        stream: bool,
+    ) -> std::result::Result<(Begun, Effects), Refusal> {
+        if self.closed {
+            return Err(Refusal::Fail(Error::Closed {
+                session: self.name.clone(),
+            }));
+        }
+        let Some(line) = command_line(command, self.flavor, self.commands.next_id()) else {
+            return Err(Refusal::Fail(Error::InvalidCommand {
+                session: self.name.clone(),
+                reason: "it contains a NUL byte, which cannot be typed into a shell".into(),
+            }));
+        };
+        match &self.status {
+            SessionStatus::Connecting | SessionStatus::Reconnecting { .. } => {
+                return Err(Refusal::Wait)
+            }
+            SessionStatus::Error { detail, .. } => {
+                return Err(Refusal::Fail(Error::Disconnected {
+                    session: self.name.clone(),
+                    detail: detail.clone(),
+                }))
+            }
+            SessionStatus::Connected | SessionStatus::Closed => {}
+        }
+        if let Some((command, running_for)) = self.commands.running() {
+            return Err(Refusal::Fail(Error::Busy {
+                session: self.name.clone(),
+                command,
+                running_for,
+            }));
+        }
+        let input = match &self.life {
+            Life::Ready(live) => live.input.clone(),
+            // The reconnection restores this one (or gives up, and says so in the status).
+            Life::Gone(Some(GoneCause::LinkLost)) => return Err(Refusal::Wait),
+            Life::Gone(_) => match self.claim_start() {
+                Claim::Claimed { previous, .. } => return Err(Refusal::NeedShell(previous)),
+                Claim::InProgress | Claim::Ready => return Err(Refusal::Wait),
+            },
+            Life::Starting { .. } | Life::Priming { .. } | Life::Detached(_) => {
+                return Err(Refusal::Wait)
+            }
+        };
+        let mut fx = Effects::default();
+        let (id, sink) = self.commands.begin(command, source, stream, &mut fx.wakers);
+        self.terminal.new_command();
+        self.last_activity = SystemTime::now();
+        Ok((
+            Begun {
+                id,
+                line,
+                input,
+                sink,
+            },
+            fx,
+        ))
+    }
+
+    /// Command `id`'s keys reached the shell.
+    pub(super) fn typed(&mut self, id: u64) {
+        self.commands.typed(id);
+    }
+
+    /// Typing command `id` failed: the channel or its link is going; whether any of it
+    /// reached the shell is unknown.
+    pub(super) fn typing_failed(&mut self, id: u64) -> Effects {
+        let mut fx = Effects::default();
+        if self.commands.running_id() == Some(id) {
+            self.finish(Outcome::LinkLost, &mut fx);
+        }
+        fx
+    }
+
+    /// The current command's result from its read cursor on, if it has ended, new output
+    /// arrived and `on_output`, or the wait `expired`. `Err(NotRunning)` if there never
+    /// was a command.
+    pub(super) fn poll_result(
+        &mut self,
+        on_output: bool,
+        expired: bool,
+    ) -> Result<Option<ExecResult>> {
+        self.commands
+            .poll_result(&self.name, &self.cwd, on_output, expired)
+    }
+
+    /// The shell's input, for bytes meant for the running command.
+    pub(super) fn input_for_running(&self) -> Result<Arc<dyn ChannelInput>> {
+        if self.commands.running_id().is_none() {
+            return Err(Error::NotRunning {
+                session: self.name.clone(),
+            });
+        }
+        match &self.life {
+            Life::Ready(live) => Ok(live.input.clone()),
+            _ => Err(Error::Disconnected {
+                session: self.name.clone(),
+                detail: "the shell is not reachable right now (reconnecting or restarting); \
+                         try again in a moment"
+                    .into(),
+            }),
+        }
+    }
+
+    /// What an interrupt needs: the shell's input, its pid, whether it has a terminal.
+    pub(super) fn interrupt_target(&self) -> Result<(Arc<dyn ChannelInput>, Option<u32>, bool)> {
+        Ok((self.input_for_running()?, self.shell_pid, self.pty))
+    }
+
+    /// Whether a command is running.
+    pub(super) fn is_running(&self) -> bool {
+        self.commands.running_id().is_some()
+    }
+
+    // ---- ending a shell on purpose ------------------------------------------------
+
+    /// The running command would not stop: it ends as killed, and the caller, who now
+    /// owns the start of the next shell, gets the old shell's input to close.
+    pub(super) fn replace_shell(&mut self) -> (Option<Arc<dyn ChannelInput>>, Effects) {
+        let mut fx = Effects::default();
+        self.finish(Outcome::Killed, &mut fx);
+        let old = match std::mem::replace(&mut self.life, Life::Gone(None)) {
+            Life::Ready(live) | Life::Priming { live, .. } => Some(live.input),
+            _ => None,
+        };
+        self.life = Life::Starting {
+            previous: Some(GoneCause::Replaced),
+            resume: None,
+            failed: None,
+        };
+        (old, fx)
+    }
+
+    /// A detached persistent shell turned out to be gone: its command's outcome is
+    /// unknown, and the next shell is a new one (the caller keeps the start).
+    pub(super) fn resume_impossible(&mut self) -> Effects {
+        let mut fx = Effects::default();
+        self.finish(Outcome::LinkLost, &mut fx);
+        if let Life::Starting {
+            resume, previous, ..
+        } = &mut self.life
+        {
+            *resume = None;
+            *previous = Some(GoneCause::TmuxGone);
+        }
+        fx
+    }
+
+    /// Closing begins: no new command starts. `None` if it had begun already; else the
+    /// shell's input, if there is a shell, and whether it was idle (so that it can be
+    /// ended gracefully).
+    pub(super) fn begin_close(&mut self) -> Option<ClosingShell> {
+        if std::mem::replace(&mut self.closed, true) {
+            return None;
+        }
+        Some(match &self.life {
+            Life::Ready(live) => Some((live.input.clone(), !self.is_running())),
+            Life::Priming { live, .. } => Some((live.input.clone(), false)),
+            _ => None,
+        })
+    }
+
+    /// Whether the shell's channel has ended (after a graceful `exit`).
+    pub(super) fn shell_gone(&self) -> bool {
+        matches!(self.life, Life::Gone(_))
+    }
+
+    /// Closed: a running command ends, its stream gets its final event.
+    pub(super) fn closed(&mut self) -> Effects {
+        let mut fx = Effects::default();
+        self.closed = true;
+        self.finish(Outcome::ShellGone(GoneCause::Closed), &mut fx);
+        self.life = Life::Gone(Some(GoneCause::Closed));
+        if self.status != SessionStatus::Closed {
+            self.status = SessionStatus::Closed;
+            fx.status.push(StatusEvent {
+                session: self.name.clone(),
+                status: SessionStatus::Closed,
+                at: SystemTime::now(),
+            });
+        }
+        fx
+    }
+
+    /// Whether the session was closed.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    // ---- views --------------------------------------------------------------------
+
+    /// The connection status.
+    pub(super) fn status(&self) -> &SessionStatus {
+        &self.status
+    }
+
+    /// The last known working directory, if any.
+    pub(super) fn cwd(&self) -> Option<String> {
+        (!self.cwd.is_empty()).then(|| self.cwd.clone())
+    }
+
+    /// The terminal screen as text.
+    pub(super) fn screen(&self) -> String {
+        self.terminal.contents()
+    }
+
+    /// Resizes the screen model; returns the shell's input if its PTY must be told.
+    pub(super) fn resize(&mut self, cols: u16, rows: u16) -> Option<Arc<dyn ChannelInput>> {
+        self.terminal.resize(cols, rows);
+        match &self.life {
+            Life::Ready(live) if self.pty => Some(live.input.clone()),
+            _ => None,
+        }
+    }
+
+    /// Commands run so far, oldest first.
+    pub(super) fn history(&self) -> Vec<HistoryEntry> {
+        self.commands.history()
+    }
+
+    /// A snapshot for listings; `lost` says the connection is known dead even though no
+    /// reader noticed yet.
+    pub(super) fn info(&self, base: SessionInfo, lost: Option<String>) -> SessionInfo {
+        let mut status = self.status.clone();
+        if let (SessionStatus::Connected, Some(detail)) = (&status, lost) {
+            status = SessionStatus::Error {
+                detail,
+                at: self.last_activity,
+            };
+        }
+        SessionInfo {
+            status,
+            created: self.created,
+            last_activity: self.last_activity,
+            command_count: self.commands.count(),
+            cwd: self.cwd.clone(),
+            running: self.commands.running().map(|(command, _)| command),
+            last_error: self.last_error.clone(),
+            reconnects: self.reconnects,
+            connected_since: self.connected_since,
+            persistent: self.persistent,
+            resumed: self.resumed,
+            ..base
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
