@@ -202,11 +202,10 @@ async fn main() {
     ));
 
     // 3. Persistent mode exec, next to a plain PTY session.
-    let direct = ConnectOptions {
-        port: sshd.port(),
-        known_hosts: sshd.known_hosts().into(),
-        ..opts.clone()
-    };
+    let direct = opts
+        .clone()
+        .port(sshd.port())
+        .known_hosts(sshd.known_hosts());
     let name = format!("bench-{}", std::process::id());
     let plain = manager
         .open("pty", direct.clone(), SessionConfig::default())

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::protocol::Signal;
+use ssh_session_core::Interrupt;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -137,8 +137,8 @@ pub enum Command {
         /// The session.
         name: String,
         /// INT (Ctrl-C), TERM, KILL (to the foreground process group) or EOF (Ctrl-D).
-        #[arg(long, value_enum, default_value = "INT")]
-        signal: Signal,
+        #[arg(long, default_value = "INT", value_parser = parse_interrupt)]
+        signal: Interrupt,
     },
     /// Interactive terminal on the session, like `tmux attach`. Ctrl-] detaches and leaves
     /// the session (and any running command) going.
@@ -296,6 +296,11 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
         }
     }
     Ok(out)
+}
+
+/// Parses a signal name the way the library does (`INT`, `sigterm`, `^C`...).
+fn parse_interrupt(name: &str) -> Result<Interrupt, String> {
+    name.parse()
 }
 
 #[cfg(test)]

@@ -166,32 +166,21 @@ pub fn kind_code(kind: ErrorKind) -> i32 {
     }
 }
 
-/// The kind of a core error, for the wire.
+/// The kind of a core error, for the wire: core's [`kind`](ssh_session_core::Error::kind),
+/// with busy and not running sharing one exit code.
 pub fn classify(e: &ssh_session_core::Error) -> ErrorKind {
-    use ssh_session_core::Error as E;
-    match e {
-        E::InvalidName { .. } | E::InvalidCommand { .. } => ErrorKind::Invalid,
-        E::UnknownSession { .. } => ErrorKind::UnknownSession,
-        E::DuplicateName { .. } => ErrorKind::Duplicate,
-        E::Busy { .. } | E::NotRunning { .. } => ErrorKind::Busy,
-        E::Connect { .. }
-        | E::ConnectTimeout { .. }
-        | E::Ssh { .. }
-        | E::ChannelRefused { .. }
-        | E::ShellNotReady { .. }
-        | E::NonPosixShell { .. }
-        | E::SshProgram { .. } => ErrorKind::Connect,
-        E::UnknownHostKey { .. }
-        | E::HostKeyChanged { .. }
-        | E::AuthFailed { .. }
-        | E::Key { .. } => ErrorKind::Auth,
-        E::Config { .. } => ErrorKind::Config,
-        E::Reconnecting { .. } | E::Disconnected { .. } | E::Closed { .. } => {
-            ErrorKind::Disconnected
-        }
-        E::JumpHost { source, .. } => classify(source),
+    use ssh_session_core::ErrorKind as K;
+    match e.kind() {
+        K::InvalidInput => ErrorKind::Invalid,
+        K::UnknownSession => ErrorKind::UnknownSession,
+        K::Duplicate => ErrorKind::Duplicate,
+        K::Busy | K::NotRunning => ErrorKind::Busy,
+        K::Connect => ErrorKind::Connect,
+        K::Auth => ErrorKind::Auth,
+        K::Config => ErrorKind::Config,
+        K::Disconnected => ErrorKind::Disconnected,
         // Only refused new sessions: nothing was done, so the client may retry.
-        E::ShutDown => ErrorKind::ShuttingDown,
+        K::ShuttingDown => ErrorKind::ShuttingDown,
         _ => ErrorKind::Other,
     }
 }

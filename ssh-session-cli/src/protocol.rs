@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use ssh_session_core::{
-    CommandState, ExecResult, HistoryEntry, HostAlias, Interrupt, SessionInfo, SessionStatus,
+    ExecResult, HistoryEntry, HostAlias, Interrupt, SessionInfo, SessionStatus,
 };
 
 /// Bumped whenever a message changes shape: a client and a daemon that disagree on it
@@ -133,7 +133,8 @@ pub enum Request {
         /// The session.
         name: String,
         /// `INT`, `TERM`, `KILL` or `EOF`.
-        signal: Signal,
+        #[serde(with = "interrupt_name")]
+        signal: Interrupt,
     },
     /// Takes over the connection for an interactive terminal. Answer: `Attached`, then a
     /// stream of `Output` / `Finished` / `Error` driven by [`AttachInput`]s.
@@ -167,29 +168,21 @@ pub enum Request {
     Shutdown,
 }
 
-/// The signals `interrupt` can send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "UPPERCASE")]
-#[value(rename_all = "UPPERCASE")]
-pub enum Signal {
-    /// Ctrl-C through the terminal.
-    Int,
-    /// SIGTERM to the foreground process group.
-    Term,
-    /// SIGKILL to the foreground process group.
-    Kill,
-    /// Ctrl-D: end of input.
-    Eof,
-}
+/// Core's [`Interrupt`] on the wire: its name (`INT`, `TERM`, `KILL`, `EOF`).
+pub mod interrupt_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use ssh_session_core::Interrupt;
 
-impl From<Signal> for Interrupt {
-    fn from(s: Signal) -> Interrupt {
-        match s {
-            Signal::Int => Interrupt::Int,
-            Signal::Term => Interrupt::Term,
-            Signal::Kill => Interrupt::Kill,
-            Signal::Eof => Interrupt::Eof,
-        }
+    /// Writes the name.
+    pub fn serialize<S: Serializer>(how: &Interrupt, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(how.signal_name())
+    }
+
+    /// Reads a name core accepts.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Interrupt, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -341,7 +334,7 @@ impl ResultView {
     pub fn of(r: &ExecResult, output: &[u8]) -> ResultView {
         ResultView {
             command: r.command.clone(),
-            state: state_name(&r.state).to_string(),
+            state: r.state.name().to_string(),
             exit_code: r.exit_code,
             cwd: r.cwd.clone(),
             duration_ms: millis(r.duration),
@@ -349,17 +342,6 @@ impl ResultView {
             dropped_bytes: r.dropped_bytes,
             notices: r.notices.iter().map(ToString::to_string).collect(),
         }
-    }
-}
-
-/// The snake_case name of a command state.
-pub fn state_name(state: &CommandState) -> &'static str {
-    match state {
-        CommandState::Running => "running",
-        CommandState::Exited => "exited",
-        CommandState::ShellExited => "shell_exited",
-        CommandState::LinkLost => "link_lost",
-        CommandState::Killed => "killed",
     }
 }
 
@@ -557,7 +539,7 @@ mod tests {
             },
             Request::Interrupt {
                 name: "web".into(),
-                signal: Signal::Kill,
+                signal: Interrupt::Kill,
             },
             Request::List,
             Request::Shutdown,
@@ -586,7 +568,7 @@ mod tests {
     fn wire_names_are_stable() {
         let v = serde_json::to_value(Request::Interrupt {
             name: "a".into(),
-            signal: Signal::Eof,
+            signal: Interrupt::Eof,
         })
         .unwrap();
         assert_eq!(v["op"], "interrupt");

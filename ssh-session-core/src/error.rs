@@ -6,6 +6,9 @@ use std::time::Duration;
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The underlying error a variant carries as its `source()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong, each variant carrying what a user needs to act.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -96,6 +99,9 @@ pub enum Error {
         path: PathBuf,
         /// What was wrong and what to do.
         detail: String,
+        /// The error reading or decoding it, if there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The SSH connection failed or was lost.
     #[error("SSH connection to {host}:{port} failed: {detail}")]
@@ -106,6 +112,9 @@ pub enum Error {
         port: u16,
         /// What russh or ssh reported.
         detail: String,
+        /// The underlying error, if there was one (russh's, or an I/O error).
+        #[source]
+        source: Option<BoxError>,
     },
     /// The server refused to open a channel or grant a request on it.
     #[error("{host}: the server refused {what}: {detail}")]
@@ -177,7 +186,7 @@ pub enum Error {
     },
     /// The connection was lost and automatic reconnection gave up.
     #[error(
-        "session {session:?} is disconnected: {detail}; call reconnect() to try again, or close it"
+        "session {session:?} is disconnected: {detail}. Automatic reconnection gave up: close the session and connect it again once the host is reachable"
     )]
     Disconnected {
         /// The session.
@@ -192,12 +201,15 @@ pub enum Error {
         session: String,
     },
     /// The OpenSSH client program could not be run.
-    #[error("cannot run the OpenSSH client {program:?}: {detail}; install openssh-client, set ConnectOptions::ssh_program, or use the russh transport")]
+    #[error("cannot run the OpenSSH client {program:?}: {detail}; install openssh-client (or point to another ssh program), or use the russh transport")]
     SshProgram {
         /// The program that was tried.
         program: std::path::PathBuf,
         /// What went wrong.
         detail: String,
+        /// The error starting it, if there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A `~/.ssh/config` alias or setting could not be resolved or is not supported.
     #[error("ssh config: {detail}")]
@@ -223,10 +235,135 @@ pub enum Error {
     ShutDown,
 }
 
+/// What kind of failure an [`Error`] is, for front ends that map failures to their own
+/// codes (exit statuses, tool error categories) in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A name, argument or command that can never work as given.
+    InvalidInput,
+    /// No session by that name.
+    UnknownSession,
+    /// A session by that name exists already.
+    Duplicate,
+    /// Another command owns the session.
+    Busy,
+    /// Nothing runs that input or an interrupt could go to.
+    NotRunning,
+    /// The host could not be reached or did not answer as an SSH server with a shell.
+    Connect,
+    /// The host key or the credentials were refused.
+    Auth,
+    /// The configuration (ssh config, options, the remote host's setup) does not allow it.
+    Config,
+    /// The session lost its connection, is reconnecting, or was closed.
+    Disconnected,
+    /// The session manager is shutting down: nothing was done.
+    ShuttingDown,
+}
+
+impl ErrorKind {
+    /// A short snake_case name: `invalid_input`, `busy`, `auth`...
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::UnknownSession => "unknown_session",
+            ErrorKind::Duplicate => "duplicate",
+            ErrorKind::Busy => "busy",
+            ErrorKind::NotRunning => "not_running",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Config => "config",
+            ErrorKind::Disconnected => "disconnected",
+            ErrorKind::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl Error {
+    /// What kind of failure this is. A failed jump host hop is the kind of its cause.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidName { .. } | Error::InvalidCommand { .. } => ErrorKind::InvalidInput,
+            Error::UnknownSession { .. } => ErrorKind::UnknownSession,
+            Error::DuplicateName { .. } => ErrorKind::Duplicate,
+            Error::Busy { .. } => ErrorKind::Busy,
+            Error::NotRunning { .. } => ErrorKind::NotRunning,
+            Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::Ssh { .. }
+            | Error::ChannelRefused { .. }
+            | Error::ShellNotReady { .. }
+            | Error::NonPosixShell { .. }
+            | Error::SshProgram { .. } => ErrorKind::Connect,
+            Error::UnknownHostKey { .. }
+            | Error::HostKeyChanged { .. }
+            | Error::AuthFailed { .. }
+            | Error::Key { .. } => ErrorKind::Auth,
+            Error::Config { .. } | Error::TmuxMissing { .. } => ErrorKind::Config,
+            Error::Reconnecting { .. } | Error::Disconnected { .. } | Error::Closed { .. } => {
+                ErrorKind::Disconnected
+            }
+            Error::JumpHost { source, .. } => source.kind(),
+            Error::ShutDown => ErrorKind::ShuttingDown,
+        }
+    }
+}
+
 fn list_or_none(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_string()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_has_a_kind_and_a_jump_host_that_of_its_cause() {
+        let busy = Error::Busy {
+            session: "s".into(),
+            command: "make".into(),
+            running_for: Duration::from_secs(1),
+        };
+        assert_eq!(busy.kind(), ErrorKind::Busy);
+        let auth = Error::AuthFailed {
+            user: "u".into(),
+            host: "h".into(),
+            port: 22,
+            tried: "publickey".into(),
+        };
+        let hop = Error::JumpHost {
+            hop: "bastion".into(),
+            index: 1,
+            total: 2,
+            source: Box::new(auth),
+        };
+        assert_eq!(hop.kind(), ErrorKind::Auth);
+        assert_eq!(hop.kind().name(), "auth");
+        assert_eq!(Error::ShutDown.kind(), ErrorKind::ShuttingDown);
+        let lost = Error::Disconnected {
+            session: "s".into(),
+            detail: "refused".into(),
+        };
+        assert_eq!(lost.kind(), ErrorKind::Disconnected);
+        // What a CLI or MCP user reads names no library call.
+        assert!(!lost.to_string().contains("()"), "{lost}");
+    }
+
+    #[test]
+    fn sources_are_kept() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::Ssh {
+            host: "h".into(),
+            port: 22,
+            detail: "cannot read known_hosts file /k: denied".into(),
+            source: Some(Box::new(io)),
+        };
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("denied"));
     }
 }

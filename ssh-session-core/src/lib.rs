@@ -56,22 +56,23 @@ pub mod config;
 pub mod error;
 mod manager;
 pub mod options;
-pub mod persistent;
-pub mod protocol;
+mod persistent;
+mod protocol;
 pub mod session;
 pub mod transport;
 
 pub use config::{
-    list_host_aliases, resolve_host, ConfigResolver, HostAlias, HostSpec, ResolvedBy, ResolvedHost,
+    list_host_aliases, resolve_host, Agent, ConfigResolver, HostAlias, HostSpec, ResolvedBy,
+    ResolvedHost,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use manager::{validate_name, ConnectionInfo, SessionManager};
 pub use options::{
     local_user, ConnectOptions, HostKeyPolicy, IdentityFile, JumpHost, PasswordCallback,
 };
 pub use session::{
-    CommandState, Endpoint, ExecOptions, ExecResult, ExecStream, HistoryEntry, Interrupt, Notice,
-    ReadOptions, ReconnectPolicy, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession,
-    StatusEvent, StopReport, StreamEvent,
+    CommandState, Endpoint, ExecOptions, ExecResult, ExecStream, Follow, FollowEvent, HistoryEntry,
+    Interrupt, Notice, ReadOptions, ReconnectPolicy, Session, SessionConfig, SessionInfo,
+    SessionStatus, ShellSession, StatusEvent, StopReport, StreamEvent,
 };
 pub use transport::{Transport, TransportKind};

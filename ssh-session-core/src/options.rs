@@ -126,8 +126,25 @@ impl fmt::Display for JumpHost {
     }
 }
 
-/// Everything needed to open an SSH connection.
+/// Everything needed to open an SSH connection. Start from [`ConnectOptions::new`] (or
+/// [`from_ssh_config`](ConnectOptions::from_ssh_config)) and set what differs with the
+/// builder methods, one per field and named after it:
+///
+/// ```
+/// use std::time::Duration;
+/// use ssh_session_core::{ConnectOptions, HostKeyPolicy, IdentityFile, TransportKind};
+///
+/// let options = ConnectOptions::new("db.internal", "deploy")
+///     .port(2222)
+///     .identity(IdentityFile::new("/home/me/.ssh/id_ed25519"))
+///     .host_key_policy(HostKeyPolicy::AcceptNew)
+///     .connect_timeout(Duration::from_secs(5))
+///     .server_alive_interval(Some(Duration::from_secs(10)))
+///     .transport(TransportKind::OpenSsh);
+/// assert_eq!(options.port, 2222);
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// Host name or address.
     pub host: String,
@@ -266,6 +283,54 @@ impl ConnectOptions {
     /// Sets the password callback.
     pub fn password_callback(mut self, callback: PasswordCallback) -> Self {
         self.password = Some(callback);
+        self
+    }
+
+    /// Sets the remote user.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// Offers only the agent keys that match the identities (OpenSSH `IdentitiesOnly`).
+    pub fn identities_only(mut self, yes: bool) -> Self {
+        self.identities_only = yes;
+        self
+    }
+
+    /// OpenSSH backend: runs this `ssh` program.
+    pub fn ssh_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.ssh_program = program.into();
+        self
+    }
+
+    /// OpenSSH backend: passes these extra arguments to every `ssh` invocation.
+    pub fn extra_ssh_args(mut self, args: Vec<String>) -> Self {
+        self.extra_ssh_args = args;
+        self
+    }
+
+    /// Requests compression.
+    pub fn compression(mut self, yes: bool) -> Self {
+        self.compression = yes;
+        self
+    }
+
+    /// Forwards the local ssh-agent to the host.
+    pub fn forward_agent(mut self, yes: bool) -> Self {
+        self.forward_agent = yes;
+        self
+    }
+
+    /// Sends a keepalive after this long without traffic (`None`: never).
+    pub fn server_alive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.server_alive_interval = interval;
+        self
+    }
+
+    /// Declares the link dead after this many unanswered keepalives.
+    pub fn server_alive_count_max(mut self, count: u32) -> Self {
+        self.server_alive_count_max = count;
         self
     }
 

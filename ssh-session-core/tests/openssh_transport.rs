@@ -183,12 +183,6 @@ async fn pty_exec_runs_a_command_and_plain_shells_work() {
     assert!(text.starts_with("plain\n"), "{text:?}");
     let err = ch.input.resize(80, 24).await.unwrap_err();
     assert!(err.to_string().contains("no PTY"), "{err}");
-    let err = ch
-        .input
-        .signal(ssh_session_core::transport::Signal::Int)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("cannot deliver signals"), "{err}");
     t.close().await;
 }
 

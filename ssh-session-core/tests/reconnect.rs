@@ -222,7 +222,7 @@ conformance! {
             "{lost:?}"
         );
         let e = s.exec("true", ExecOptions::timeout(Duration::from_secs(2))).await.unwrap_err();
-        assert!(matches!(e, Error::Disconnected { .. }) && e.to_string().contains("reconnect()"), "{e}");
+        assert!(matches!(e, Error::Disconnected { .. }) && e.to_string().contains("connect it again"), "{e}");
         // The server is back: a manual reconnect restores everything.
         proxy.refuse_new(false).await.unwrap();
         for _ in 0..100 {

@@ -465,3 +465,76 @@ async fn a_host_spec_applies_its_overrides_after_the_config() {
         .unwrap_err();
     assert!(e.to_string().contains("no host given"), "{e}");
 }
+
+/// What a front end adds (its own known_hosts, key policy, timeouts, whose agent) wins over
+/// the config, and an `IdentityAgent` in the config still wins over the caller's agent.
+#[tokio::test]
+async fn host_spec_overrides_win_over_the_config() {
+    use ssh_session_core::{Agent, HostKeyPolicy, HostSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        "Host web\n  HostName 10.9.8.7\n  ConnectTimeout 3\n  ServerAliveInterval 7\n  \
+         UserKnownHostsFile /cfg/known\n  StrictHostKeyChecking yes\n\
+         Host agented\n  HostName 10.9.8.6\n  IdentityAgent /cfg/agent.sock\n",
+    )
+    .unwrap();
+    let plain = HostSpec::new("web")
+        .config_file(&config)
+        .resolve()
+        .await
+        .unwrap();
+    assert_eq!(plain.connect_timeout, Duration::from_secs(3));
+    assert_eq!(plain.known_hosts, std::path::PathBuf::from("/cfg/known"));
+
+    let o = HostSpec::new("web")
+        .config_file(&config)
+        .known_hosts("/front/known")
+        .host_key_policy(HostKeyPolicy::AcceptNew)
+        .connect_timeout(Duration::from_secs(9))
+        .server_alive_interval(Duration::from_secs(2))
+        .server_alive_count_max(5)
+        .agent(Agent::Socket("/client/agent.sock".into()))
+        .resolve()
+        .await
+        .unwrap();
+    assert_eq!(o.host, "10.9.8.7");
+    assert_eq!(o.known_hosts, std::path::PathBuf::from("/front/known"));
+    assert_eq!(o.host_key_policy, HostKeyPolicy::AcceptNew);
+    assert_eq!(o.connect_timeout, Duration::from_secs(9));
+    assert_eq!(o.server_alive_interval, Some(Duration::from_secs(2)));
+    assert_eq!(o.server_alive_count_max, 5);
+    assert_eq!(
+        o.agent_socket.as_deref(),
+        Some(std::path::Path::new("/client/agent.sock"))
+    );
+    assert!(o.use_agent);
+
+    // A caller without an agent gets none; without any agent at all, none either.
+    let o = HostSpec::new("web")
+        .config_file(&config)
+        .agent(Agent::Missing)
+        .resolve()
+        .await
+        .unwrap();
+    assert!(!o.use_agent && o.agent_socket.is_none(), "{o:?}");
+    // The config's IdentityAgent wins over the caller's agent, but not over "no agent".
+    let o = HostSpec::new("agented")
+        .config_file(&config)
+        .agent(Agent::Socket("/client/agent.sock".into()))
+        .resolve()
+        .await
+        .unwrap();
+    assert_eq!(
+        o.agent_socket.as_deref(),
+        Some(std::path::Path::new("/cfg/agent.sock"))
+    );
+    let o = HostSpec::new("agented")
+        .config_file(&config)
+        .use_agent(false)
+        .resolve()
+        .await
+        .unwrap();
+    assert!(!o.use_agent, "{o:?}");
+}

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use ssh_session_core::{ExecResult, ReadOptions, Session, ShellSession};
-use tokio::time::Instant;
+use ssh_session_core::{ExecOptions, ExecResult, ReadOptions, Session, ShellSession};
 
 use super::handler::{LineReader, Writer};
 use crate::error::classify;
@@ -59,8 +58,17 @@ pub async fn run(
                 };
                 match input {
                     AttachInput::Run { command } => {
-                        let deadline = Instant::now() + START_WAIT;
-                        match super::handler::start(&session, &command, "attach", deadline).await {
+                        let started = async {
+                            // Typed at once, then followed below: a (re)connecting session is
+                            // waited for first, so the zero timeout does not refuse it.
+                            session.wait_ready(START_WAIT).await?;
+                            let options = ExecOptions {
+                                timeout: Some(Duration::ZERO),
+                                source: Some("attach".into()),
+                            };
+                            session.exec(&command, options).await
+                        };
+                        match started.await {
                             Ok(first) => {
                                 if !first.output.is_empty() {
                                     w.send(&Response::Output { data: encode(&first.output) }).await?;

@@ -1,18 +1,15 @@
 //! One client connection: the hello, then requests answered in order.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ssh_session_core::{
-    ConnectOptions, ExecOptions, ExecResult, HostSpec, ReadOptions, Session, SessionConfig,
-    SessionStatus, ShellSession, TransportKind,
+    Agent, ExecOptions, FollowEvent, HostSpec, ReadOptions, Session, SessionConfig, ShellSession,
+    TransportKind,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::time::Instant;
 
 use super::{ClientGuard, Daemon};
 use crate::error::classify;
@@ -200,7 +197,7 @@ async fn handle(
             done_or_error(sent.await)
         }
         Request::Interrupt { name, signal } => {
-            let sent = async { manager.get(&name)?.interrupt(signal.into()).await };
+            let sent = async { manager.get(&name)?.interrupt(signal).await };
             done_or_error(sent.await)
         }
         Request::List => Response::Sessions {
@@ -250,25 +247,24 @@ async fn connect(
             .parse()
             .map_err(|detail| ssh_session_core::Error::Config { detail })?,
     };
-    let host = HostSpec {
-        host: spec.target,
-        user: spec.user,
-        port: spec.port,
-        identity_files: spec.identities,
-        transport,
-        config_file: spec.ssh_config,
+    // The agent is the connecting client's (`SSH_AUTH_SOCK` of its shell), not that of
+    // the shell that happened to start the daemon; the config's IdentityAgent still wins,
+    // and a client without an agent gets none.
+    let agent = match spec.agent_socket {
+        Some(socket) => Agent::Socket(socket),
+        None => Agent::Missing,
     };
-    let mut options = host.resolve().await?;
-    if let Some(known_hosts) = spec.known_hosts {
-        options.known_hosts = known_hosts;
-    }
-    if spec.no_agent {
-        options.use_agent = false;
-    }
-    if let Some(ms) = spec.connect_timeout_ms {
-        options.connect_timeout = Duration::from_millis(ms);
-    }
-    apply_agent(&mut options, spec.agent_socket);
+    let mut host = HostSpec::new(spec.target)
+        .transport(transport)
+        .agent(agent)
+        .use_agent(!spec.no_agent);
+    host.user = spec.user;
+    host.port = spec.port;
+    host.identity_files = spec.identities;
+    host.config_file = spec.ssh_config;
+    host.known_hosts = spec.known_hosts;
+    host.connect_timeout = spec.connect_timeout_ms.map(Duration::from_millis);
+    let options = host.resolve().await?;
     let config = SessionConfig {
         persistent: spec.persistent,
         ..SessionConfig::default()
@@ -278,29 +274,9 @@ async fn connect(
     Ok(SessionView::from(&session.info()))
 }
 
-/// The agent is the connecting client's (`SSH_AUTH_SOCK` of its shell), not that of the
-/// shell that happened to start the daemon. The options start with the daemon's own
-/// `SSH_AUTH_SOCK`; anything else there came from the config's `IdentityAgent`, which
-/// wins as it does for `ssh`. A client without an agent gets none (the openssh backend
-/// would otherwise inherit the daemon's).
-fn apply_agent(options: &mut ConnectOptions, client_agent: Option<PathBuf>) {
-    let daemon_agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
-    if options.agent_socket != daemon_agent {
-        return;
-    }
-    options.agent_socket = client_agent;
-    if options.agent_socket.is_none() {
-        options.use_agent = false;
-    }
-}
-
 /// Runs a command and streams its output to the client until it ends or `timeout`
 /// expires; the command then keeps running and `read` continues exactly where the client
 /// stopped seeing output.
-///
-/// The command is started with a zero timeout and followed with `read_output`, which
-/// returns as soon as output arrives. (Not `exec_stream`: a stream dropped at the timeout
-/// would count the rest of the output as delivered, and `read` could not show it.)
 async fn exec(
     session: &ShellSession,
     command: &str,
@@ -308,88 +284,39 @@ async fn exec(
     lines: &mut LineReader,
     w: &mut Writer,
 ) -> std::io::Result<()> {
-    let deadline = Instant::now() + timeout;
-    // Notices (shell restarted, reconnected) come with the first result; keep them for
-    // the last one, which is what the client reports.
-    let mut notices = match start(session, command, "cli", deadline).await {
-        Ok(first) => {
-            if !first.output.is_empty() {
-                w.send(&Response::Output {
-                    data: encode(&first.output),
-                })
-                .await?;
-            }
-            if !first.is_running() {
-                return w.send(&Response::Result(ResultView::of(&first, &[]))).await;
-            }
-            first.notices
-        }
+    let options = ExecOptions {
+        timeout: Some(timeout),
+        source: Some("cli".into()),
+    };
+    let mut follow = match session.follow(command, options).await {
+        Ok(follow) => follow,
         Err(e) => return w.error(&e).await,
     };
     loop {
-        let options = ReadOptions {
-            wait: deadline.saturating_duration_since(Instant::now()),
-            return_on_output: true,
-        };
-        let read = tokio::select! {
-            read = session.read_output(options) => read,
+        let next = tokio::select! {
+            next = follow.next(None) => next,
             // The client went away (Ctrl-C): stop watching; the command goes on.
             _ = hangup(lines) => return Ok(()),
         };
-        let mut r = match read {
-            Ok(r) => r,
+        match next {
+            Ok(Some(FollowEvent::Output(bytes))) => {
+                w.send(&Response::Output {
+                    data: encode(&bytes),
+                })
+                .await?
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
             Err(e) => return w.error(&e).await,
-        };
-        notices.append(&mut r.notices);
-        r.notices = std::mem::take(&mut notices);
-        if !r.output.is_empty() {
-            // A client that went away (Ctrl-C) just stops watching: the command goes on.
-            w.send(&Response::Output {
-                data: encode(&r.output),
-            })
-            .await?;
-        }
-        if !r.is_running() || Instant::now() >= deadline {
-            return w.send(&Response::Result(ResultView::of(&r, &[]))).await;
         }
     }
+    // Every byte was streamed: the result carries none.
+    let result = follow.into_result();
+    w.send(&Response::Result(ResultView::of(&result, &[])))
+        .await
 }
 
 /// Resolves when the client hangs up (nothing is expected from it meanwhile).
 async fn hangup(lines: &mut LineReader) {
     while let Ok(Some(_)) = lines.next_line().await {}
-}
-
-/// Starts `command` without waiting for it (a zero exec timeout) and returns its first
-/// result: usually still running. A session that is (re)connecting is waited for first,
-/// up to `deadline`, so the zero timeout does not turn into an immediate `Reconnecting`
-/// error.
-///
-/// The core waits like this inside `exec` only for as long as the exec's own timeout,
-/// which is zero here (the daemon follows the command with `read_output` instead, see
-/// [`exec`]), and has no public "wait until connected"; hence this loop on the status
-/// events. It ends at `deadline` at the latest, or when the session goes away.
-pub async fn start(
-    session: &ShellSession,
-    command: &str,
-    source: &str,
-    deadline: Instant,
-) -> ssh_session_core::Result<ExecResult> {
-    let mut events = session.subscribe_status();
-    while matches!(
-        session.info().status,
-        SessionStatus::Connecting | SessionStatus::Reconnecting { .. }
-    ) {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            // A status changed (or several did): look again.
-            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
-            // The session is gone, or time is up: let `exec` report the state.
-            Ok(Err(RecvError::Closed)) | Err(_) => break,
-        }
-    }
-    let options = ExecOptions {
-        timeout: Some(Duration::ZERO),
-        source: Some(source.into()),
-    };
-    session.exec(command, options).await
 }

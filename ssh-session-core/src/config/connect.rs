@@ -1,6 +1,7 @@
 //! From a [`ResolvedHost`] to [`ConnectOptions`], refusing what this library will not do.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{resolve_host, ResolvedHost};
 use crate::error::{Error, Result};
@@ -83,9 +84,9 @@ impl ResolvedHost {
                 return Err(Error::Config {
                     detail: format!(
                         "host {}: `ProxyCommand {command}` in {} is not supported by the native \
-                         russh transport. Use the OpenSSH transport, which runs it: \
-                         resolved.apply_to(ConnectOptions::new(..).transport(TransportKind::OpenSsh)); \
-                         or, if it is `ssh -W %h:%p BASTION`, replace it with `ProxyJump BASTION`",
+                         russh transport. Connect with the OpenSSH transport (\"openssh\"), \
+                         which runs it; or, if it is `ssh -W %h:%p BASTION`, replace it with \
+                         `ProxyJump BASTION`",
                         self.alias,
                         self.config_name()
                     ),
@@ -167,10 +168,43 @@ impl ConnectOptions {
     }
 }
 
+/// Whose ssh-agent a connection offers keys from, unless the config names an
+/// `IdentityAgent` (which always wins, as it does for `ssh`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Agent {
+    /// This process's `SSH_AUTH_SOCK`.
+    #[default]
+    Inherited,
+    /// The agent listening on this socket: the one of whoever asked for the connection
+    /// (a daemon serves clients whose agents are not its own).
+    Socket(PathBuf),
+    /// Whoever asked has no agent: offer none.
+    Missing,
+}
+
 /// A host as a person or an agent names it — a `~/.ssh/config` alias or
-/// `[user@]host[:port]` — with the overrides a command line or tool call may add. Every
-/// front end (MCP server, CLI) resolves hosts through this, so they agree.
+/// `[user@]host[:port]` — with the overrides a command line, tool call or server
+/// configuration adds. Every front end (MCP server, CLI) resolves hosts through this, so
+/// they agree; the overrides win over the config.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ssh_session_core::{HostKeyPolicy, HostSpec};
+///
+/// # async fn demo() -> ssh_session_core::Result<()> {
+/// let options = HostSpec::new("deploy@web:2222")
+///     .identity_file("/home/me/.ssh/deploy_key")
+///     .host_key_policy(HostKeyPolicy::AcceptNew)
+///     .connect_timeout(Duration::from_secs(5))
+///     .resolve()
+///     .await?;
+/// # let _ = options;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct HostSpec {
     /// Alias or `[user@]host[:port]`.
     pub host: String,
@@ -185,6 +219,20 @@ pub struct HostSpec {
     pub transport: TransportKind,
     /// The OpenSSH client configuration (`None`: `~/.ssh/config`; `/dev/null`: none).
     pub config_file: Option<PathBuf>,
+    /// Overrides the known_hosts file.
+    pub known_hosts: Option<PathBuf>,
+    /// Overrides the host key policy.
+    pub host_key_policy: Option<HostKeyPolicy>,
+    /// Whose agent to offer.
+    pub agent: Agent,
+    /// `Some(false)`: no agent at all, whatever the config says.
+    pub use_agent: Option<bool>,
+    /// Overrides the connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Overrides the keepalive interval.
+    pub server_alive_interval: Option<Duration>,
+    /// Overrides how many keepalives may go unanswered.
+    pub server_alive_count_max: Option<u32>,
 }
 
 impl HostSpec {
@@ -194,6 +242,78 @@ impl HostSpec {
             host: host.into(),
             ..Default::default()
         }
+    }
+
+    /// Overrides the user.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Overrides the port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Adds a key to try before the config's.
+    pub fn identity_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.identity_files.push(path.into());
+        self
+    }
+
+    /// Chooses the backend.
+    pub fn transport(mut self, kind: TransportKind) -> Self {
+        self.transport = kind;
+        self
+    }
+
+    /// Reads this OpenSSH client configuration instead of `~/.ssh/config`.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Uses this known_hosts file.
+    pub fn known_hosts(mut self, path: impl Into<PathBuf>) -> Self {
+        self.known_hosts = Some(path.into());
+        self
+    }
+
+    /// Uses this host key policy.
+    pub fn host_key_policy(mut self, policy: HostKeyPolicy) -> Self {
+        self.host_key_policy = Some(policy);
+        self
+    }
+
+    /// Offers keys from this agent (unless the config names an `IdentityAgent`).
+    pub fn agent(mut self, agent: Agent) -> Self {
+        self.agent = agent;
+        self
+    }
+
+    /// `false`: no agent at all, whatever the config says.
+    pub fn use_agent(mut self, yes: bool) -> Self {
+        self.use_agent = Some(yes);
+        self
+    }
+
+    /// Limits TCP connect, handshake and authentication together.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Sends a keepalive after this long without traffic.
+    pub fn server_alive_interval(mut self, interval: Duration) -> Self {
+        self.server_alive_interval = Some(interval);
+        self
+    }
+
+    /// Declares the link dead after this many unanswered keepalives.
+    pub fn server_alive_count_max(mut self, count: u32) -> Self {
+        self.server_alive_count_max = Some(count);
+        self
     }
 
     /// The connect options `ssh` would use for this host, with the overrides applied.
@@ -207,8 +327,16 @@ impl HostSpec {
             });
         }
         let resolved = resolve_host(&self.host, self.config_file.as_deref()).await?;
-        let base = ConnectOptions::new(resolved.host_name.clone(), resolved.user.clone())
+        let mut base = ConnectOptions::new(resolved.host_name.clone(), resolved.user.clone())
             .transport(self.transport);
+        match &self.agent {
+            Agent::Inherited => {}
+            Agent::Socket(path) => base = base.agent_socket(path),
+            Agent::Missing => {
+                base.agent_socket = None;
+                base.use_agent = false;
+            }
+        }
         let mut opts = resolved.apply_to(base)?;
         if let Some(user) = &self.user {
             opts.user = user.clone();
@@ -228,6 +356,24 @@ impl HostSpec {
                         .filter(|c| !self.identity_files.contains(&c.path)),
                 )
                 .collect();
+        }
+        if let Some(known_hosts) = &self.known_hosts {
+            opts.known_hosts = known_hosts.clone();
+        }
+        if let Some(policy) = self.host_key_policy {
+            opts.host_key_policy = policy;
+        }
+        if self.use_agent == Some(false) {
+            opts.use_agent = false;
+        }
+        if let Some(timeout) = self.connect_timeout {
+            opts.connect_timeout = timeout;
+        }
+        if let Some(interval) = self.server_alive_interval {
+            opts.server_alive_interval = Some(interval);
+        }
+        if let Some(count) = self.server_alive_count_max {
+            opts.server_alive_count_max = count;
         }
         Ok(opts)
     }

@@ -93,6 +93,7 @@ pub(crate) async fn run_ssh_g(
             return Err(Error::SshProgram {
                 program: program.to_path_buf(),
                 detail: e.to_string(),
+                source: Some(Box::new(e)),
             })
         }
     };
@@ -107,6 +108,7 @@ pub(crate) async fn run_ssh_g(
         .map_err(|e| Error::SshProgram {
             program: program.to_path_buf(),
             detail: e.to_string(),
+            source: Some(Box::new(e)),
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);

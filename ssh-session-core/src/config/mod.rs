@@ -29,7 +29,7 @@
 
 mod connect;
 
-pub use connect::HostSpec;
+pub use connect::{Agent, HostSpec};
 mod dump;
 mod expand;
 mod fallback;
@@ -60,6 +60,7 @@ pub enum ResolvedBy {
 
 /// Everything the SSH client configuration says about one host.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResolvedHost {
     /// The host as given, without `user@` and `:port` (an alias or a host name).
     pub alias: String,
@@ -110,6 +111,7 @@ pub struct ResolvedHost {
 
 /// A concrete `Host` entry of a configuration (no `*`, `?` or `!`), for listings.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostAlias {
     /// The alias, as written after `Host`.
     pub alias: String,
@@ -170,6 +172,7 @@ impl ConfigResolver {
             ConfigResolver::OpenSsh(_) => Err(Error::SshProgram {
                 program,
                 detail: "no such program".into(),
+                source: None,
             }),
             _ => Ok(()),
         }

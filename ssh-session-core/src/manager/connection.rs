@@ -11,6 +11,7 @@ use crate::transport::TransportKind;
 
 /// One pooled SSH connection, for listings.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ConnectionInfo {
     /// Unique within the manager; a replacement connection gets a new id.
     pub id: u64,

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::script;
 use crate::error::{Error, Result};
-use crate::transport::{ChannelEvent, ChannelInput, EventSource, Signal};
+use crate::transport::{ChannelEvent, ChannelInput, EventSource};
 
 /// Bytes per `send-keys` command (each byte is three characters of command text).
 const KEYS_PER_COMMAND: usize = 512;
@@ -102,7 +102,6 @@ pub(crate) struct TmuxInput {
     pub(crate) reader: Arc<dyn ChannelInput>,
     pub(crate) pane: String,
     pub(crate) window: String,
-    pub(crate) pane_pid: u32,
     pub(crate) host: String,
     /// The persistent session's name, for messages.
     pub(crate) name: String,
@@ -201,16 +200,6 @@ impl ChannelInput for TmuxInput {
         self.command(&format!(
             "resize-window -t {} -x {cols} -y {rows}\n",
             self.window
-        ))
-        .await
-    }
-
-    /// Signals the pane's shell (what an SSH `signal` request reaches on a plain channel).
-    async fn signal(&self, signal: Signal) -> Result<()> {
-        self.command(&format!(
-            "run-shell -b \"kill -s {} {}\"\n",
-            signal.name(),
-            self.pane_pid
         ))
         .await
     }

@@ -80,7 +80,7 @@ pub const DEFAULT_MAX_LOG_BYTES: u64 = 64 << 20;
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where persistent shells live on a host: which tmux server, and how much output is kept.
-/// The free functions [`open`], [`list`], [`kill`] and [`tmux_available`] use the defaults.
+/// The free functions [`list`] and [`kill`] use the defaults.
 #[derive(Clone, Debug)]
 pub struct TmuxShell {
     /// The tmux socket name (`tmux -L`); `[A-Za-z0-9._-]`, default [`DEFAULT_SOCKET`].
@@ -133,10 +133,6 @@ pub struct TmuxAttachment {
     /// A new shell was started: the caller must prime it. `false`: the existing shell,
     /// with its directory, variables and jobs, was attached.
     pub created: bool,
-    /// The session name given to `open`.
-    pub name: String,
-    /// The tmux session name (`ssh-session-NAME`).
-    pub tmux_session: String,
     /// The stream offset of the Channel's first byte.
     pub start: u64,
     /// Output before `start` that the caller has not seen and will not get, if any.
@@ -160,18 +156,6 @@ impl TmuxAttachment {
     }
 }
 
-/// [`TmuxShell::open`] with the default socket and cap.
-pub async fn open(
-    transport: &dyn Transport,
-    name: &str,
-    pty: &PtyRequest,
-    resume_from: Option<u64>,
-) -> Result<(Channel, TmuxAttachment)> {
-    TmuxShell::default()
-        .open(transport, name, pty, resume_from)
-        .await
-}
-
 /// [`TmuxShell::list`] on the default socket.
 pub async fn list(transport: &dyn Transport) -> Result<Vec<String>> {
     TmuxShell::default().list(transport).await
@@ -180,18 +164,6 @@ pub async fn list(transport: &dyn Transport) -> Result<Vec<String>> {
 /// [`TmuxShell::kill`] on the default socket.
 pub async fn kill(transport: &dyn Transport, name: &str) -> Result<bool> {
     TmuxShell::default().kill(transport, name).await
-}
-
-/// Whether tmux is installed on the remote host (`Ok(false)` when it is not).
-pub async fn tmux_available(transport: &dyn Transport) -> Result<bool> {
-    Ok(tmux_version(transport).await?.is_some())
-}
-
-/// `tmux -V` on the remote host, or `None` when tmux is not installed.
-pub async fn tmux_version(transport: &dyn Transport) -> Result<Option<String>> {
-    let out = run(transport, script::VERSION).await?;
-    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ok((!v.is_empty()).then_some(v))
 }
 
 impl TmuxShell {
@@ -323,7 +295,6 @@ impl TmuxShell {
             reader: reader.input,
             pane: header.pane,
             window: header.window,
-            pane_pid: header.pane_pid,
             host,
             name: name.to_string(),
             ended,
@@ -341,8 +312,6 @@ impl TmuxShell {
         };
         let attachment = TmuxAttachment {
             created: header.created,
-            name: name.to_string(),
-            tmux_session: script::tmux_name(name),
             start: header.start,
             gap,
             shell_pid: header.pane_pid,
@@ -393,3 +362,6 @@ impl TmuxShell {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -172,9 +172,6 @@ L=$b/tmux/$K/$N.log; rm -f \"$L\" \"$L.pid\" \"$L.trim\" \"$L.trim.new\"; done; 
     sh_command(&script, &[socket, name, &tmux_name(name)])
 }
 
-/// `tmux -V`, or nothing when tmux is missing.
-pub(crate) const VERSION: &str = "sh -c 'command -v tmux >/dev/null 2>&1 && tmux -V; exit 0'";
-
 /// The parsed header line of [`setup`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Header {

@@ -8,7 +8,7 @@ mod types;
 use async_trait::async_trait;
 
 use crate::error::Result;
-pub use shell::{Endpoint, ShellSession};
+pub use shell::{Endpoint, Follow, FollowEvent, ShellSession};
 pub use stream::{ExecStream, StreamEvent};
 pub use types::{
     CommandState, ExecOptions, ExecResult, HistoryEntry, Interrupt, Notice, ReadOptions,

@@ -126,6 +126,7 @@ pub struct ReadOptions {
 
 /// How a command stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommandState {
     /// Still running: read its output, send input, or interrupt it.
     Running,
@@ -142,8 +143,22 @@ pub enum CommandState {
     Killed,
 }
 
+impl CommandState {
+    /// A short lower-case name: `running`, `exited`, `shell_exited`, `link_lost`, `killed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandState::Running => "running",
+            CommandState::Exited => "exited",
+            CommandState::ShellExited => "shell_exited",
+            CommandState::LinkLost => "link_lost",
+            CommandState::Killed => "killed",
+        }
+    }
+}
+
 /// Something the caller should know about how a result came to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Notice {
     /// The previous shell had ended, so a new one was started first. The working directory
     /// and exported variables were restored; background jobs and shell-local state
@@ -185,6 +200,7 @@ impl std::fmt::Display for Notice {
 
 /// The outcome of `exec` or `read_output`.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ExecResult {
     /// The command line as given.
     pub command: String,
@@ -332,6 +348,7 @@ impl SessionStatus {
 
 /// One command in a session's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HistoryEntry {
     /// The command line.
     pub command: String,
@@ -347,6 +364,7 @@ pub struct HistoryEntry {
 
 /// A snapshot of a session, for listings.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SessionInfo {
     /// The session's name.
     pub name: String,
@@ -414,6 +432,7 @@ impl SessionInfo {
 
 /// A change of a session's status, as sent to [`Session::subscribe_status`](crate::Session::subscribe_status).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StatusEvent {
     /// The session.
     pub session: String,
@@ -425,6 +444,7 @@ pub struct StatusEvent {
 
 /// What [`Session::stop_command`](crate::Session::stop_command) had to do.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct StopReport {
     /// The signals tried, in order (`"INT"`, `"TERM"`, `"KILL"`).
     pub tried: Vec<&'static str>,
@@ -432,4 +452,38 @@ pub struct StopReport {
     pub shell_replaced: bool,
     /// The final result of the command.
     pub result: ExecResult,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_parse_the_ways_people_write_them() {
+        for (text, how) in [
+            ("INT", Interrupt::Int),
+            ("sigint", Interrupt::Int),
+            ("^C", Interrupt::Int),
+            ("ctrl-c", Interrupt::Int),
+            ("TERM", Interrupt::Term),
+            ("SIGKILL", Interrupt::Kill),
+            ("eof", Interrupt::Eof),
+            ("C-d", Interrupt::Eof),
+        ] {
+            assert_eq!(text.parse::<Interrupt>(), Ok(how), "{text}");
+            assert_eq!(how.signal_name().parse::<Interrupt>(), Ok(how));
+        }
+        let e = "HUP".parse::<Interrupt>().unwrap_err();
+        assert!(e.contains("HUP") && e.contains("INT"), "{e}");
+    }
+
+    #[test]
+    fn state_names_are_snake_case() {
+        assert_eq!(CommandState::ShellExited.name(), "shell_exited");
+        assert_eq!(CommandState::LinkLost.name(), "link_lost");
+        assert_eq!(
+            SessionStatus::Reconnecting { attempt: 1, of: 2 }.name(),
+            "reconnecting"
+        );
+    }
 }

@@ -96,31 +96,6 @@ pub struct ShellRequest {
     pub command: Option<String>,
 }
 
-/// A signal that a channel can deliver (SSH `signal` request), where the server supports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGINT.
-    Int,
-    /// SIGTERM.
-    Term,
-    /// SIGKILL.
-    Kill,
-    /// SIGHUP.
-    Hup,
-}
-
-impl Signal {
-    /// The signal's name without `SIG`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Signal::Int => "INT",
-            Signal::Term => "TERM",
-            Signal::Kill => "KILL",
-            Signal::Hup => "HUP",
-        }
-    }
-}
-
 /// Something the remote end of a channel did, in arrival order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelEvent {
@@ -145,9 +120,6 @@ pub trait ChannelInput: Send + Sync + fmt::Debug {
     async fn eof(&self) -> Result<()>;
     /// Tells the remote PTY its new size.
     async fn resize(&self, cols: u16, rows: u16) -> Result<()>;
-    /// Sends a signal request (servers may ignore it; OpenSSH honours it since 7.9 only for
-    /// the session's process itself).
-    async fn signal(&self, signal: Signal) -> Result<()>;
     /// Closes the channel.
     async fn close(&self) -> Result<()>;
 }
@@ -206,6 +178,7 @@ pub trait Transport: Send + Sync + fmt::Debug {
 
 /// The result of [`run`]: a command's separate stdout, stderr and exit status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RunOutput {
     /// Everything on stdout.
     pub stdout: Vec<u8>,

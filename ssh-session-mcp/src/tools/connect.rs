@@ -25,32 +25,30 @@ impl SshSessionServer {
             detail,
         })?;
         let config = &self.config;
-        let spec = HostSpec {
-            host: args.host.clone(),
-            user: args.user.clone(),
-            port: args.port,
-            identity_files: args
-                .identity_file
-                .iter()
-                .map(|key| expand_home(std::path::Path::new(key)))
-                .collect(),
-            transport,
-            config_file: config.ssh_config.as_deref().map(expand_home),
-        };
-        let mut options = spec.resolve().await?;
+        let mut spec = HostSpec::new(args.host.clone())
+            .transport(transport)
+            .use_agent(config.use_agent)
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .server_alive_interval(Duration::from_secs(config.keepalive_interval_s))
+            .server_alive_count_max(config.keepalive_count_max);
+        spec.user = args.user.clone();
+        spec.port = args.port;
+        if let Some(key) = &args.identity_file {
+            spec = spec.identity_file(expand_home(std::path::Path::new(key)));
+        }
+        if let Some(file) = &config.ssh_config {
+            spec = spec.config_file(expand_home(file));
+        }
         if let Some(known) = &config.known_hosts {
-            options.known_hosts = expand_home(known);
+            spec = spec.known_hosts(expand_home(known));
         }
         if let Some(policy) = config
             .key_policy()
             .map_err(|detail| McpError::Config { detail })?
         {
-            options.host_key_policy = policy;
+            spec = spec.host_key_policy(policy);
         }
-        options.use_agent = options.use_agent && config.use_agent;
-        options.connect_timeout = Duration::from_millis(config.connect_timeout_ms);
-        options.server_alive_interval = Some(Duration::from_secs(config.keepalive_interval_s));
-        options.server_alive_count_max = config.keepalive_count_max;
+        let options = spec.resolve().await?;
 
         let given = host_part(&args.host);
         self.policy

@@ -63,35 +63,34 @@ impl SshSessionServer {
             return exec_result(&session, r, render_opts);
         };
 
-        // With a progress token: run in slices, reporting between them.
-        let started = Instant::now();
-        let mut r = session
-            .exec(&args.command, options(timeout.min(PROGRESS_EVERY)))
+        // With a progress token: follow the command, reporting at most once a second.
+        let mut follow = session
+            .follow(&args.command, options(timeout))
             .await
             .map_err(map_core)?;
-        while r.is_running() && started.elapsed() < timeout {
+        let mut reported = Instant::now();
+        while follow
+            .next(Some(PROGRESS_EVERY))
+            .await
+            .map_err(map_core)?
+            .is_some()
+        {
+            if reported.elapsed() < PROGRESS_EVERY {
+                continue;
+            }
+            reported = Instant::now();
+            let message = progress_message(&follow.tail(4096), follow.output_bytes());
             let _ = peer
                 .notify_progress(
                     ProgressNotificationParam::new(
                         token.clone(),
-                        started.elapsed().as_millis() as f64,
+                        follow.elapsed().as_millis() as f64,
                     )
-                    .with_message(progress_message(&r.output, r.output_bytes)),
+                    .with_message(message),
                 )
                 .await;
-            let wait = timeout
-                .saturating_sub(started.elapsed())
-                .min(PROGRESS_EVERY);
-            let next = session
-                .read_output(ReadOptions {
-                    wait,
-                    return_on_output: false,
-                })
-                .await
-                .map_err(map_core)?;
-            r = merge(r, next);
         }
-        exec_result(&session, r, render_opts)
+        exec_result(&session, follow.into_result(), render_opts)
     }
 
     pub(super) async fn read(
@@ -129,34 +128,6 @@ impl SshSessionServer {
             notices: r.notices.iter().map(ToString::to_string).collect(),
         })
     }
-}
-
-/// The most output one result accumulates across progress slices, as the session bounds a
-/// single result (its default `max_output_bytes`): head ¼ and tail ¾ are kept.
-const MERGED_LIMIT: usize = 8 << 20;
-
-/// A result of the command after `first`: output appended (bounded), the rest taken from
-/// the later.
-fn merge(
-    first: ssh_session_core::ExecResult,
-    next: ssh_session_core::ExecResult,
-) -> ssh_session_core::ExecResult {
-    let mut merged = next;
-    let mut output = first.output;
-    output.extend_from_slice(&merged.output);
-    if output.len() > MERGED_LIMIT {
-        let head = MERGED_LIMIT / 4;
-        let cut = output.len() - MERGED_LIMIT;
-        output.drain(head..head + cut);
-        merged.dropped_bytes += cut as u64;
-    }
-    merged.output = output;
-    merged.dropped_bytes += first.dropped_bytes;
-    let mut notices = first.notices;
-    notices.append(&mut merged.notices);
-    merged.notices = notices;
-    merged.command = first.command;
-    merged
 }
 
 fn exec_result(
@@ -201,8 +172,8 @@ fn lost_error(
 }
 
 /// The last line printed so far, for a progress message.
-fn progress_message(output: &[u8], total: u64) -> String {
-    let text = crate::render::clean(&output[output.len().saturating_sub(4096)..]);
+fn progress_message(tail: &[u8], total: u64) -> String {
+    let text = crate::render::clean(tail);
     let last = text
         .lines()
         .rev()
@@ -210,35 +181,4 @@ fn progress_message(output: &[u8], total: u64) -> String {
         .unwrap_or("");
     let last: String = last.chars().take(200).collect();
     format!("running; {total} bytes of output so far; last line: {last}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn result(output: Vec<u8>, dropped: u64) -> ssh_session_core::ExecResult {
-        ssh_session_core::ExecResult {
-            command: "c".into(),
-            output,
-            exit_code: None,
-            state: CommandState::Running,
-            cwd: "/".into(),
-            duration: Duration::ZERO,
-            output_bytes: 0,
-            dropped_bytes: dropped,
-            notices: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn merged_progress_slices_stay_bounded() {
-        let mut r = result(b"head".to_vec(), 0);
-        for i in 0..20u8 {
-            r = merge(r, result(vec![b'a' + i; 1 << 20], 1));
-        }
-        assert_eq!(r.output.len(), MERGED_LIMIT);
-        assert!(r.output.starts_with(b"head"));
-        assert!(r.output.ends_with(&[b'a' + 19; 1 << 20]));
-        assert_eq!(r.dropped_bytes, 20 + (4 + (20 << 20) - MERGED_LIMIT) as u64);
-    }
 }

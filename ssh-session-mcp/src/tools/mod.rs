@@ -157,16 +157,12 @@ fn ms(value: Option<u64>, default: u64) -> Duration {
 }
 
 fn parse_signal(signal: Option<&str>) -> Result<Interrupt> {
-    match signal.map(str::to_ascii_uppercase).as_deref() {
-        None | Some("INT" | "SIGINT") => Ok(Interrupt::Int),
-        Some("TERM" | "SIGTERM") => Ok(Interrupt::Term),
-        Some("KILL" | "SIGKILL") => Ok(Interrupt::Kill),
-        Some("EOF") => Ok(Interrupt::Eof),
-        Some(other) => Err(McpError::InvalidArgument {
+    signal
+        .map_or(Ok(Interrupt::Int), str::parse)
+        .map_err(|detail| McpError::InvalidArgument {
             name: "signal",
-            detail: format!("{other:?} is not one of INT, TERM, KILL, EOF"),
-        }),
-    }
+            detail,
+        })
 }
 
 #[tool_router]
@@ -421,7 +417,7 @@ impl SshSessionServer {
     }
 }
 
-/// Core errors with MCP wording where the tool names matter.
+/// Core errors, with MCP wording where the tool names matter (what to call next).
 fn map_core(e: ssh_session_core::Error) -> McpError {
     match e {
         ssh_session_core::Error::Busy {

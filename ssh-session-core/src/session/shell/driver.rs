@@ -157,8 +157,11 @@ impl Driver {
         *lock(&self.reconnector) = Some(reconnector);
     }
 
-    pub(super) fn attachment_offset(&self) -> Option<u64> {
-        lock(&self.attachment).as_ref().map(TmuxAttachment::offset)
+    /// Where a persistent shell's stream stands, and which tmux session it came from.
+    pub(super) fn attachment_position(&self) -> Option<(u64, String)> {
+        lock(&self.attachment)
+            .as_ref()
+            .map(|a| (a.offset(), a.incarnation.clone()))
     }
 
     pub(super) fn set_attachment(&self, attachment: TmuxAttachment) {

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use super::*;
 use crate::session::stream::{ExecStream, StreamEvent};
 use crate::session::types::CommandState;
-use crate::transport::Signal;
 
 /// A channel input that accepts everything: the machine never writes, only hands it out.
 #[derive(Debug)]
@@ -22,9 +21,6 @@ impl ChannelInput for Keys {
         Ok(())
     }
     async fn resize(&self, _: u16, _: u16) -> Result<()> {
-        Ok(())
-    }
-    async fn signal(&self, _: Signal) -> Result<()> {
         Ok(())
     }
     async fn close(&self) -> Result<()> {

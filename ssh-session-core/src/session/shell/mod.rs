@@ -7,11 +7,13 @@
 //! - `spawn.rs`: opening and priming a shell, or re-attaching a persistent one.
 //! - `reconnect.rs`: the reconnection worker and loop.
 //! - `stop.rs`: interrupts and the stop ladder. `close.rs`: close, detach, drop.
+//! - `follow.rs`: following a command live until it ends or its timeout.
 
 mod close;
 mod command;
 mod driver;
 mod effects;
+mod follow;
 mod machine;
 mod reconnect;
 mod spawn;
@@ -36,6 +38,7 @@ use crate::session::types::SessionStatus;
 use crate::transport::Transport;
 use driver::Driver;
 use effects::Claim;
+pub use follow::{Follow, FollowEvent};
 use machine::{Machine, Settings};
 
 /// Makes a new connection for a session whose connection was lost (the manager gives each

@@ -198,7 +198,7 @@ async fn prime(
 /// parser (and so the running command). Returns false if the tmux session was gone and a
 /// new, unprimed one was created instead (it is killed again).
 async fn reattach(driver: &Arc<Driver>) -> Result<bool> {
-    let offset = driver.attachment_offset();
+    let (offset, previous) = driver.attachment_position().unzip();
     let pty = driver.config.pty.clone().unwrap_or_default();
     let transport = driver.transport();
     let (channel, attachment) = TmuxShell::default()
@@ -209,6 +209,20 @@ async fn reattach(driver: &Arc<Driver>) -> Result<bool> {
         let _ = persistent::kill(transport.as_ref(), &driver.name).await;
         return Ok(false);
     }
+    if previous.is_some_and(|p| p != attachment.incarnation) {
+        // The tmux session was killed and made again under this name meanwhile (by another
+        // client): its stream is not the one our offset counts. Prime it as found.
+        tracing::warn!(session = %driver.name, "persistent shell replaced while disconnected");
+        let _ = channel.input.close().await;
+        return Ok(false);
+    }
+    tracing::debug!(
+        session = %driver.name,
+        pid = attachment.shell_pid,
+        tmux = %attachment.tmux_version,
+        from = attachment.start,
+        "persistent shell re-attached"
+    );
     if let Some(gap) = &attachment.gap {
         tracing::warn!(session = %driver.name, ?gap, "output missed while disconnected");
     }

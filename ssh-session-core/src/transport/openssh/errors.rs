@@ -108,6 +108,7 @@ pub(super) fn classify(opts: &ConnectOptions, stderr: &str) -> Error {
         host,
         port,
         detail: format!("ssh failed: {said}"),
+        source: None,
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use super::channel::{Guard, Writer};
 use super::mux::Window;
 use crate::error::{Error, Result};
-use crate::transport::{ChannelInput, Signal};
+use crate::transport::ChannelInput;
 
 /// The sending half. Writes go to the pipe (or local PTY) the master reads, flushed at once.
 pub(super) struct Input {
@@ -43,6 +43,7 @@ impl Input {
             host: self.host.clone(),
             port: self.port,
             detail: format!("the channel is closed ({why})"),
+            source: None,
         }
     }
 
@@ -91,14 +92,6 @@ impl ChannelInput for Input {
         window
             .resize(cols, rows)
             .map_err(|e| self.refused(what, e.to_string()))
-    }
-
-    async fn signal(&self, signal: Signal) -> Result<()> {
-        Err(self.refused(
-            &format!("SIG{}", signal.name()),
-            "the OpenSSH multiplexing protocol cannot deliver signals; type Ctrl-C into the \
-             PTY, or kill the remote process group from another exec channel",
-        ))
     }
 
     /// Ends the local side: the channel's mux session is dropped (a tunnel's `ssh -W`

@@ -135,6 +135,7 @@ impl OpenSshTransport {
             host: opts.host.clone(),
             port: opts.port,
             detail: format!("cannot create a directory for the control socket: {e}"),
+            source: Some(Box::new(e)),
         })?;
         let ctl = dir.path().join("m");
         let jump_config = if opts.proxy_jump.is_empty() {
@@ -145,6 +146,7 @@ impl OpenSshTransport {
                 host: opts.host.clone(),
                 port: opts.port,
                 detail: format!("cannot write {}: {e}", path.display()),
+                source: Some(Box::new(e)),
             })?;
             Some(path)
         };
@@ -157,6 +159,7 @@ impl OpenSshTransport {
         let master = Master::spawn(&program, &ctl).map_err(|e| Error::SshProgram {
             program: opts.ssh_program.clone(),
             detail: e.to_string(),
+            source: Some(Box::new(e)),
         })?;
         match tokio::time::timeout(opts.connect_timeout, master.ready()).await {
             Ok(true) => {}
@@ -214,6 +217,7 @@ impl OpenSshTransport {
             host: self.opts.host.clone(),
             port: self.opts.port,
             detail,
+            source: None,
         }
     }
 
@@ -349,6 +353,7 @@ impl Transport for OpenSshTransport {
         let spawned = channel::spawn_supervised(cmd, lease).map_err(|e| Error::SshProgram {
             program: self.opts.ssh_program.clone(),
             detail: e.to_string(),
+            source: Some(Box::new(e)),
         })?;
         Ok(Box::new(tunnel::Tunnel::new(
             spawned,

@@ -56,9 +56,10 @@ pub(super) async fn authenticate(
                 if explicit {
                     return Err(Error::Key {
                         path: path.clone(),
-                        detail:
-                            "it is encrypted; supply its passphrase (IdentityFile::with_passphrase)"
-                                .into(),
+                        detail: "it is encrypted and no passphrase was given; give its \
+                                 passphrase, or load it into ssh-agent (ssh-add) and use the agent"
+                            .into(),
+                        source: None,
                     });
                 }
                 tried.push(format!("{} (encrypted, skipped)", path.display()));
@@ -74,6 +75,7 @@ pub(super) async fn authenticate(
                     return Err(Error::Key {
                         path: path.clone(),
                         detail,
+                        source: Some(Box::new(e)),
                     });
                 }
                 tried.push(format!("{} (unreadable: {e})", path.display()));
@@ -149,10 +151,14 @@ async fn rsa_hashes(handle: &Handle<ClientHandler>, is_rsa: bool) -> Vec<Option<
     }
 }
 
-pub(super) fn ssh_error(opts: &ConnectOptions, e: impl std::fmt::Display) -> Error {
+pub(super) fn ssh_error(
+    opts: &ConnectOptions,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
     Error::Ssh {
         host: opts.host.clone(),
         port: opts.port,
         detail: e.to_string(),
+        source: Some(Box::new(e)),
     }
 }

@@ -72,6 +72,7 @@ pub(super) fn verify(
                             "cannot record the new host key in {}: {e}",
                             file.display()
                         ),
+                        source: Some(Box::new(e)),
                     },
                 )?;
                 tracing::info!(host, port, %fingerprint, file = %file.display(), "recorded new host key");
@@ -89,6 +90,7 @@ pub(super) fn verify(
             host: host.into(),
             port,
             detail: format!("cannot read known_hosts file {}: {e}", file.display()),
+            source: Some(Box::new(e)),
         }),
     }
 }

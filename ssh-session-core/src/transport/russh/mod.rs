@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use russh::client::{self, Handle, Msg};
-use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty};
 
 use super::{
-    Channel, ChannelEvent, ChannelInput, EventSource, PtyRequest, ShellRequest, Signal, Transport,
+    Channel, ChannelEvent, ChannelInput, EventSource, PtyRequest, ShellRequest, Transport,
     TransportKind, TunnelStream,
 };
 use crate::error::{Error, Result};
@@ -115,10 +115,12 @@ impl RusshTransport {
 
     fn refused(&self, what: &str, e: impl std::fmt::Display) -> Error {
         if self.is_closed() {
-            return ssh_error(
-                &self.opts,
-                format!("connection lost while opening {what}: {e}"),
-            );
+            return Error::Ssh {
+                host: self.opts.host.clone(),
+                port: self.opts.port,
+                detail: format!("connection lost while opening {what}: {e}"),
+                source: None,
+            };
         }
         Error::ChannelRefused {
             host: self.opts.host.clone(),
@@ -252,7 +254,7 @@ impl Transport for RusshTransport {
         await_replies(&mut read, replies, &mut early)
             .await
             .map_err(|e| self.refused(what, e))?;
-        Ok(channel(read, write, early))
+        Ok(channel(&self.opts, read, write, early))
     }
 
     async fn open_exec(&self, command: &str, pty: Option<PtyRequest>) -> Result<Channel> {
@@ -291,12 +293,17 @@ impl Transport for RusshTransport {
 }
 
 fn channel(
+    opts: &ConnectOptions,
     read: ChannelReadHalf,
     write: ChannelWriteHalf<Msg>,
     early: VecDeque<ChannelMsg>,
 ) -> Channel {
     Channel {
-        input: Arc::new(RusshInput { write }),
+        input: Arc::new(RusshInput {
+            write,
+            host: opts.host.clone(),
+            port: opts.port,
+        }),
         events: Box::new(RusshEvents { read, early }),
     }
 }
@@ -304,45 +311,40 @@ fn channel(
 #[derive(Debug)]
 struct RusshInput {
     write: ChannelWriteHalf<Msg>,
+    host: String,
+    port: u16,
 }
 
-fn channel_gone(e: russh::Error) -> Error {
-    Error::Ssh {
-        host: "channel".into(),
-        port: 0,
-        detail: format!("the channel is closed ({e})"),
+impl RusshInput {
+    fn gone(&self, e: russh::Error) -> Error {
+        Error::Ssh {
+            host: self.host.clone(),
+            port: self.port,
+            detail: format!("the channel is closed ({e})"),
+            source: Some(Box::new(e)),
+        }
     }
 }
 
 #[async_trait]
 impl ChannelInput for RusshInput {
     async fn write(&self, data: &[u8]) -> Result<()> {
-        self.write.data(data).await.map_err(channel_gone)
+        self.write.data(data).await.map_err(|e| self.gone(e))
     }
 
     async fn eof(&self) -> Result<()> {
-        self.write.eof().await.map_err(channel_gone)
+        self.write.eof().await.map_err(|e| self.gone(e))
     }
 
     async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
         self.write
             .window_change(cols.into(), rows.into(), 0, 0)
             .await
-            .map_err(channel_gone)
-    }
-
-    async fn signal(&self, signal: Signal) -> Result<()> {
-        let sig = match signal {
-            Signal::Int => Sig::INT,
-            Signal::Term => Sig::TERM,
-            Signal::Kill => Sig::KILL,
-            Signal::Hup => Sig::HUP,
-        };
-        self.write.signal(sig).await.map_err(channel_gone)
+            .map_err(|e| self.gone(e))
     }
 
     async fn close(&self) -> Result<()> {
-        self.write.close().await.map_err(channel_gone)
+        self.write.close().await.map_err(|e| self.gone(e))
     }
 }
 

@@ -1,25 +1,24 @@
-//! Persistent mode: shells inside a remote tmux session, on the test kit's real sshd.
+//! Persistent mode's tmux layer, on the test kit's real sshd (the "remote" is this
+//! machine): attach and re-attach, exact bytes, the log cap, and a session on top.
 //!
 //! Each test uses its own tmux socket (`tmux -L`), so tests never share a tmux server, and a
-//! guard kills that server and removes its logs even when the test fails (the "remote" is
-//! this machine).
-
-mod common;
+//! guard kills that server and removes its logs even when the test fails.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ssh_session_core::persistent::{Gap, TmuxAttachment, TmuxShell};
-use ssh_session_core::transport::russh::RusshTransport;
-use ssh_session_core::transport::{
-    Channel, ChannelEvent, EventSource, PtyRequest, ShellRequest, Signal, Transport, TunnelStream,
-};
-use ssh_session_core::{
-    Endpoint, ExecOptions, Interrupt, ReadOptions, Result, Session, SessionConfig, ShellSession,
-    TransportKind,
-};
 use ssh_session_testkit::Sshd;
+
+use super::{Gap, TmuxAttachment, TmuxShell};
+use crate::transport::russh::RusshTransport;
+use crate::transport::{
+    Channel, ChannelEvent, EventSource, PtyRequest, ShellRequest, Transport, TunnelStream,
+};
+use crate::{
+    ConnectOptions, Endpoint, ExecOptions, IdentityFile, Interrupt, ReadOptions, Result, Session,
+    SessionConfig, SessionManager, ShellSession, TransportKind,
+};
 
 /// A private tmux server for one test; killed (with its logs) on drop.
 struct Tmux {
@@ -56,8 +55,17 @@ impl Drop for Tmux {
 }
 
 async fn connect() -> Arc<RusshTransport> {
+    // The test kit's own options builder returns the public crate's type, not this test
+    // build's: the options are spelled out here.
+    let sshd = Sshd::shared();
+    let options = ConnectOptions::new(sshd.host(), sshd.user())
+        .port(sshd.port())
+        .identity(IdentityFile::new(sshd.user_key()))
+        .known_hosts(sshd.known_hosts())
+        .use_agent(false)
+        .config_file("/dev/null");
     Arc::new(
-        RusshTransport::connect(&common::opts(Sshd::shared()))
+        RusshTransport::connect(&options)
             .await
             .expect("connect to the test sshd"),
     )
@@ -149,8 +157,12 @@ async fn echo_and_size() {
     ch.input.write(b"stty size\n").await.unwrap();
     read_until(&mut ch.events, &mut buf, b"40 120\r\n").await;
 
-    // A signal reaches the shell itself, as an SSH `signal` request would.
-    ch.input.signal(Signal::Kill).await.unwrap();
+    // The shell dies: the channel ends, and the tmux session with it.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &att.shell_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while ch.events.recv().await.is_some() {}
     })
@@ -370,7 +382,7 @@ async fn shell_session_on_tmux() {
         attachment: Mutex::new(None),
     });
     let endpoint = Endpoint::new(sshd.host(), sshd.user(), sshd.port());
-    let s = ssh_session_core::SessionManager::new()
+    let s = SessionManager::new()
         .open_with_transport(
             "sess",
             endpoint,
@@ -417,7 +429,7 @@ async fn shell_session_on_tmux() {
 
     let tmux_p50 = exec_p50(&s).await;
     // For comparison: the same on a plain PTY channel of its own connection.
-    let plain = ssh_session_core::SessionManager::new()
+    let plain = SessionManager::new()
         .open_with_transport(
             "plain",
             Endpoint::new(sshd.host(), sshd.user(), sshd.port()),
