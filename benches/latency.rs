@@ -74,8 +74,8 @@ use ssh_session_core::transport::openssh::OpenSshTransport;
 use ssh_session_core::transport::russh::RusshTransport;
 use ssh_session_core::transport::{Transport, TransportKind};
 use ssh_session_core::{
-    ConnectOptions, Endpoint, ExecOptions, IdentityFile, Interrupt, ReadOptions, Session,
-    SessionConfig, SessionManager, ShellSession, StreamEvent,
+    ConnectOptions, Endpoint, ExecOptions, Interrupt, ReadOptions, Session, SessionConfig,
+    SessionManager, ShellSession, StreamEvent,
 };
 use ssh_session_testkit::Sshd;
 
@@ -1102,23 +1102,16 @@ fn endpoint(sshd: &Sshd) -> Endpoint {
     Endpoint::new(sshd.host(), sshd.user(), sshd.port())
 }
 
-/// Connect options for the kit's sshd with the OpenSSH backend. [`connect_options`]
-/// already gives `ssh` everything it needs (`-p`, `-l`, `-i KEY` with `IdentitiesOnly`,
-/// `UserKnownHostsFile` with strict checking, `IdentityAgent=none`, `ConnectTimeout`);
-/// `-F /dev/null` keeps the user's `~/.ssh/config` out, as the kit's own `ssh` calls do.
+/// Connect options for the kit's sshd with the OpenSSH backend (its `ssh` gets `-F
+/// /dev/null`, the key with `IdentitiesOnly`, strict known_hosts, no agent).
 fn openssh_options(sshd: &Sshd) -> ConnectOptions {
-    connect_options(sshd)
-        .transport(TransportKind::OpenSsh)
-        .config_file("/dev/null")
+    sshd.connect_options(TransportKind::OpenSsh)
+        .connect_timeout(OP_LIMIT)
 }
 
 /// Connect options for the kit's sshd: its ed25519 user key and known_hosts, no agent.
 fn connect_options(sshd: &Sshd) -> ConnectOptions {
-    ConnectOptions::new(sshd.host(), sshd.user())
-        .port(sshd.port())
-        .identity(IdentityFile::new(sshd.user_key()))
-        .known_hosts(sshd.known_hosts())
-        .use_agent(false)
+    sshd.connect_options(TransportKind::Russh)
         .connect_timeout(OP_LIMIT)
 }
 

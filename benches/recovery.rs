@@ -18,8 +18,8 @@
 use std::time::{Duration, Instant};
 
 use ssh_session_core::{
-    ConnectOptions, ExecOptions, IdentityFile, ReconnectPolicy, Session, SessionConfig,
-    SessionManager, SessionStatus,
+    ConnectOptions, ExecOptions, ReconnectPolicy, Session, SessionConfig, SessionManager,
+    SessionStatus, TransportKind,
 };
 use ssh_session_testkit::{CutMode, FaultProxy, Sshd};
 
@@ -44,17 +44,10 @@ fn n(full: usize) -> usize {
 
 /// Options through `proxy` to `sshd`, with the host key recorded for the proxy's port.
 fn proxied(sshd: &Sshd, proxy: &FaultProxy, dir: &std::path::Path) -> ConnectOptions {
-    let known = sshd.known_hosts_for_port(proxy.port(), dir).unwrap();
-    let mut o = ConnectOptions::new(sshd.host(), sshd.user())
-        .port(proxy.port())
-        .identity(IdentityFile::new(sshd.user_key()))
-        .known_hosts(&known)
-        .use_agent(false)
-        .config_file("/dev/null");
-    o.server_alive_interval = Some(Duration::from_secs(1));
-    o.server_alive_count_max = 3;
-    o.connect_timeout = Duration::from_secs(5);
-    o
+    sshd.connect_options_via(proxy, dir, TransportKind::Russh)
+        .server_alive_interval(Some(Duration::from_secs(1)))
+        .server_alive_count_max(3)
+        .connect_timeout(Duration::from_secs(5))
 }
 
 async fn wait_status(

@@ -1,13 +1,11 @@
 //! Authentication through a real ssh-agent, and the password callback's wiring.
 
-mod common;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::*;
 use ssh_session_core::{ConnectOptions, Error, SessionConfig, SessionManager};
-use ssh_session_testkit::Sshd;
+use ssh_session_testkit::prelude::*;
 
 /// An ssh-agent holding the kit's authorized key, killed on drop.
 struct Agent {
@@ -79,12 +77,14 @@ async fn the_password_callback_is_asked_once_keys_fail() {
     let sshd = Sshd::shared();
     let asked = Arc::new(AtomicUsize::new(0));
     let counter = asked.clone();
-    let mut options = opts(sshd).password_callback(Arc::new(move |user: &str, host: &str| {
-        assert_eq!(host, "127.0.0.1");
-        assert!(!user.is_empty());
-        counter.fetch_add(1, Ordering::SeqCst);
-        Some("not-the-password".to_string())
-    }));
+    let mut options = sshd.connect_options(backend()).password_callback(Arc::new(
+        move |user: &str, host: &str| {
+            assert_eq!(host, "127.0.0.1");
+            assert!(!user.is_empty());
+            counter.fetch_add(1, Ordering::SeqCst);
+            Some("not-the-password".to_string())
+        },
+    ));
     options.identities = vec![ssh_session_core::IdentityFile::new(sshd.unauthorized_key())];
     let m = SessionManager::new();
     let e = m

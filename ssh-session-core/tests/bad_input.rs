@@ -1,14 +1,13 @@
 //! Bad input gets a clear, actionable error and leaves everything else working.
 
-mod common;
 use std::time::{Duration, Instant};
 
-use common::*;
 use ssh_session_core::{
     ConnectOptions, Error, HostKeyPolicy, IdentityFile, Session, SessionConfig, SessionManager,
     TransportKind,
 };
-use ssh_session_testkit::{free_port, Sshd};
+use ssh_session_testkit::free_port;
+use ssh_session_testkit::prelude::*;
 
 async fn open(m: &SessionManager, name: &str, opts: ConnectOptions) -> Result<(), Error> {
     m.open(name, opts, SessionConfig::default())
@@ -20,13 +19,13 @@ conformance! {
     async fn names_are_validated_unique_and_listed_when_unknown() {
         let (m, _s) = session("first").await;
         for bad in ["", "has space", "semi;colon", "slash/name", &"x".repeat(65)] {
-            let e = open(&m, bad, opts(Sshd::shared())).await.unwrap_err();
+            let e = open(&m, bad, Sshd::shared().connect_options(backend())).await.unwrap_err();
             assert!(matches!(e, Error::InvalidName { .. }), "{bad:?}: {e}");
             assert!(e.to_string().contains("A-Z"), "{e}");
         }
-        let e = open(&m, "first", opts(Sshd::shared())).await.unwrap_err();
+        let e = open(&m, "first", Sshd::shared().connect_options(backend())).await.unwrap_err();
         assert!(matches!(e, Error::DuplicateName { .. }), "{e}");
-        open(&m, "second", opts(Sshd::shared())).await.unwrap();
+        open(&m, "second", Sshd::shared().connect_options(backend())).await.unwrap();
         let e = m.get("third").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -44,7 +43,7 @@ conformance! {
         let m = SessionManager::new();
         // Nothing listens: refused at once.
         let port = free_port();
-        let e = open(&m, "refused", opts(Sshd::shared()).port(port))
+        let e = open(&m, "refused", Sshd::shared().connect_options(backend()).port(port))
             .await
             .unwrap_err();
         assert!(matches!(e, Error::Connect { .. }), "{e}");
@@ -56,7 +55,7 @@ conformance! {
         let e = open(
             &m,
             "silent",
-            opts(Sshd::shared())
+            Sshd::shared().connect_options(backend())
                 .port(port)
                 .connect_timeout(Duration::from_millis(700)),
         )
@@ -66,14 +65,14 @@ conformance! {
         assert!(started.elapsed() < Duration::from_secs(10));
         // Failed opens leave no trace, and the manager still works.
         assert!(m.list().is_empty());
-        open(&m, "refused", opts(Sshd::shared())).await.unwrap();
+        open(&m, "refused", Sshd::shared().connect_options(backend())).await.unwrap();
         m.shutdown().await;
     }
 
     async fn wrong_key_is_refused_with_what_was_tried() {
         let sshd = Sshd::shared();
         let m = SessionManager::new();
-        let mut o = opts(sshd);
+        let mut o = sshd.connect_options(backend());
         o.identities = vec![IdentityFile::new(sshd.unauthorized_key())];
         let e = open(&m, "wrong-key", o).await.unwrap_err();
         assert!(matches!(e, Error::AuthFailed { .. }), "{e}");
@@ -95,16 +94,16 @@ conformance! {
             ("rsa", sshd.user_key_rsa()),
             ("ecdsa", sshd.user_key_ecdsa()),
         ] {
-            let mut o = opts(sshd);
+            let mut o = sshd.connect_options(backend());
             o.identities = vec![IdentityFile::new(key)];
             open(&m, name, o)
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         let (path, pass) = sshd.encrypted_user_key();
-        let mut o = opts(sshd);
+        let mut o = sshd.connect_options(backend());
         o.identities = vec![IdentityFile::with_passphrase(path, pass)];
-        match transport() {
+        match backend() {
             TransportKind::Russh => open(&m, "encrypted", o).await.unwrap(),
             TransportKind::OpenSsh => {
                 // ssh runs with BatchMode: it cannot be handed a passphrase. It must say so.
@@ -114,13 +113,13 @@ conformance! {
         }
         // A fresh manager: `m` would reuse the connection already authenticated with this key.
         let fresh = SessionManager::new();
-        let mut o = opts(sshd);
+        let mut o = sshd.connect_options(backend());
         o.identities = vec![IdentityFile::new(path)];
         let e = open(&fresh, "no-passphrase", o).await.unwrap_err();
-        let mut o = opts(sshd);
+        let mut o = sshd.connect_options(backend());
         o.identities = vec![IdentityFile::with_passphrase(path, "wrong")];
         let wrong = open(&fresh, "bad-passphrase", o).await.unwrap_err();
-        match transport() {
+        match backend() {
             TransportKind::Russh => {
                 assert!(
                     matches!(e, Error::Key { .. }) && e.to_string().contains("passphrase"),
@@ -134,7 +133,7 @@ conformance! {
                 assert!(matches!(wrong, Error::AuthFailed { .. }), "{wrong}");
             }
         }
-        let expected: &[&str] = match transport() {
+        let expected: &[&str] = match backend() {
             TransportKind::Russh => &["ecdsa", "encrypted", "rsa"],
             TransportKind::OpenSsh => &["ecdsa", "rsa"],
         };
@@ -149,7 +148,7 @@ conformance! {
         let e = open(
             &m,
             "changed",
-            opts(sshd).known_hosts(sshd.wrong_known_hosts()),
+            sshd.connect_options(backend()).known_hosts(sshd.wrong_known_hosts()),
         )
         .await
         .unwrap_err();
@@ -165,7 +164,7 @@ conformance! {
         let e = open(
             &m,
             "changed2",
-            opts(sshd)
+            sshd.connect_options(backend())
                 .known_hosts(sshd.wrong_known_hosts())
                 .host_key_policy(HostKeyPolicy::AcceptNew),
         )
@@ -175,18 +174,18 @@ conformance! {
         // Unknown host: strict refuses; accept-new records it; then strict accepts.
         let dir = tempfile::tempdir().unwrap();
         let fresh = dir.path().join("known_hosts");
-        let e = open(&m, "unknown", opts(sshd).known_hosts(&fresh))
+        let e = open(&m, "unknown", sshd.connect_options(backend()).known_hosts(&fresh))
             .await
             .unwrap_err();
         assert!(matches!(e, Error::UnknownHostKey { .. }), "{e}");
-        if transport() == TransportKind::Russh {
+        if backend() == TransportKind::Russh {
             // `ssh` in strict mode does not print the fingerprint; russh's check has it.
             assert!(e.to_string().contains("SHA256:"), "{e}");
         }
         open(
             &m,
             "learn",
-            opts(sshd)
+            sshd.connect_options(backend())
                 .known_hosts(&fresh)
                 .host_key_policy(HostKeyPolicy::AcceptNew),
         )
@@ -197,7 +196,7 @@ conformance! {
             recorded.contains(&format!("[127.0.0.1]:{}", sshd.port())),
             "{recorded}"
         );
-        open(&m, "known-now", opts(sshd).known_hosts(&fresh))
+        open(&m, "known-now", sshd.connect_options(backend()).known_hosts(&fresh))
             .await
             .unwrap();
         m.shutdown().await;

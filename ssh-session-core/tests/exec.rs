@@ -1,8 +1,7 @@
 //! Commands on a persistent shell: exact output, exit codes and state, on a real sshd.
 
-mod common;
-use common::*;
 use ssh_session_core::{CommandState, ExecOptions, Session};
+use ssh_session_testkit::prelude::*;
 
 conformance! {
     async fn state_persists_between_commands() {

@@ -2,11 +2,10 @@
 //! every byte once and in order, ticks while it is quiet, the timeout, and a follower
 //! dropped midway leaving the rest to `read_output`. Real sshd, both backends.
 
-mod common;
 use std::time::{Duration, Instant};
 
-use common::*;
 use ssh_session_core::{CommandState, ExecOptions, FollowEvent, ReadOptions, Session};
+use ssh_session_testkit::prelude::*;
 
 conformance! {
     async fn output_arrives_piece_by_piece_and_the_result_has_all_of_it() {

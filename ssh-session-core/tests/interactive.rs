@@ -1,14 +1,13 @@
 //! Long-running and interactive commands: timeouts, reading on, input, interrupts,
 //! full-screen programs, queueing and the busy rule, on a real sshd.
 
-mod common;
 use std::time::{Duration, Instant};
 
-use common::*;
 use futures::StreamExt;
 use ssh_session_core::{
     CommandState, Error, ExecOptions, Interrupt, ReadOptions, Session, StreamEvent,
 };
+use ssh_session_testkit::prelude::*;
 
 fn quick(ms: u64) -> ExecOptions {
     ExecOptions::timeout(Duration::from_millis(ms))
@@ -172,7 +171,7 @@ conformance! {
 
     async fn full_screen_programs_show_their_screen() {
         let (m, s) = session("screen").await;
-        let file = format!("/tmp/ss-screen-test-{}.txt", transport());
+        let file = format!("/tmp/ss-screen-test-{}.txt", backend());
         run(&s, &format!("seq 1 500 > {file}")).await;
         let r = s
             .exec(&format!("less {file}"), quick(500))
@@ -188,7 +187,7 @@ conformance! {
         assert_eq!(finish(&s).await.exit_code, Some(0));
         // vi: type text, read it off the screen, quit without saving.
         let r = s
-            .exec(&format!("vi /tmp/ss-screen-vi-{}.txt", transport()), quick(500))
+            .exec(&format!("vi /tmp/ss-screen-vi-{}.txt", backend()), quick(500))
             .await
             .unwrap();
         assert!(r.is_running());
@@ -203,7 +202,7 @@ conformance! {
     async fn concurrent_execs_queue_in_order() {
         let (m, s) = session("queue").await;
         // Per backend: both variants of this test run at the same time on one sshd.
-        let file = format!("/tmp/ss-queue-order-{}", transport());
+        let file = format!("/tmp/ss-queue-order-{}", backend());
         run(&s, &format!("rm -f {file}")).await;
         let mut tasks = Vec::new();
         for i in 0..5 {

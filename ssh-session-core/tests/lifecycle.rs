@@ -3,16 +3,14 @@
 //! and replacing a wedged shell while another command waits its turn starts one shell,
 //! never two. Real sshd, both backends.
 
-mod common;
 use std::time::{Duration, Instant};
 
-use common::*;
 use futures::StreamExt;
 use ssh_session_core::{
     CommandState, ExecOptions, ExecStream, ReconnectPolicy, Session, SessionConfig, SessionManager,
     StreamEvent,
 };
-use ssh_session_testkit::{CutMode, FaultProxy, Sshd};
+use ssh_session_testkit::prelude::*;
 
 fn config() -> SessionConfig {
     SessionConfig {
@@ -61,7 +59,7 @@ async fn drain(stream: &mut ExecStream) -> (Vec<u8>, ssh_session_core::ExecResul
 conformance! {
     async fn a_stream_whose_command_is_killed_ends_with_its_final_event() {
         let m = SessionManager::new();
-        let s = m.open("killed-stream", opts(Sshd::shared()), config()).await.unwrap();
+        let s = m.open("killed-stream", Sshd::shared().connect_options(backend()), config()).await.unwrap();
         run(&s, "cd /usr && export KEEP=1").await;
         let mut stream = s.exec_stream(&format!("echo before; {WEDGE}"), ExecOptions::default()).await.unwrap();
         // Stop it once it visibly runs (a Ctrl-C typed before the shell read the line
@@ -88,10 +86,8 @@ conformance! {
     async fn a_stream_cut_off_with_its_link_ends_with_its_final_event() {
         let sshd = Sshd::shared();
         let dir = tempfile::tempdir().unwrap();
-        let upstream = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
-        let proxy = FaultProxy::start(upstream).await.unwrap();
-        let known = sshd.known_hosts_for_port(proxy.port(), dir.path()).unwrap();
-        let o = opts(sshd).port(proxy.port()).known_hosts(&known);
+        let proxy = FaultProxy::start(sshd.addr()).await.unwrap();
+        let o = sshd.connect_options_via(&proxy, dir.path(), backend());
         let m = SessionManager::new();
         let s = m.open("lost-stream", o, config()).await.unwrap();
         let mut stream = s
@@ -118,7 +114,7 @@ conformance! {
         // A server of its own, so its shells can be counted.
         let sshd = Sshd::start().unwrap();
         let m = SessionManager::new();
-        let s = m.open("race", opts(&sshd), config()).await.unwrap();
+        let s = m.open("race", sshd.connect_options(backend()), config()).await.unwrap();
         run(&s, "cd /tmp && export KEEP=2").await;
         assert_eq!(sshd.count_processes("bash"), 1);
         // The wedged command holds the session's turn (its exec waits up to 20 s): the

@@ -1,14 +1,12 @@
 //! The manager's lifecycle on a dedicated sshd: metadata, close, and a shutdown that leaves
 //! no remote process behind.
 
-mod common;
 use std::time::Duration;
 
-use common::*;
 use ssh_session_core::{
     Error, Session, SessionConfig, SessionManager, SessionStatus, TransportKind,
 };
-use ssh_session_testkit::{Sshd, SshdOptions};
+use ssh_session_testkit::prelude::*;
 
 fn sshd_children(sshd: &Sshd) -> usize {
     let me = sshd.pid().to_string();
@@ -27,11 +25,19 @@ async fn lifecycle_metadata_and_clean_shutdown() {
     let sshd = Sshd::start_with(SshdOptions::default()).unwrap();
     let m = SessionManager::new();
     let a = m
-        .open("alpha", opts(&sshd), SessionConfig::default())
+        .open(
+            "alpha",
+            sshd.connect_options(backend()),
+            SessionConfig::default(),
+        )
         .await
         .unwrap();
     let b = m
-        .open("beta", opts(&sshd), SessionConfig::default())
+        .open(
+            "beta",
+            sshd.connect_options(backend()),
+            SessionConfig::default(),
+        )
         .await
         .unwrap();
     run(&a, "cd /tmp").await;
@@ -62,14 +68,23 @@ async fn lifecycle_metadata_and_clean_shutdown() {
     assert_eq!(b.info().status, SessionStatus::Closed);
     assert!(m.get("beta").is_err());
     // The name is free again.
-    m.open("beta", opts(&sshd), SessionConfig::default())
-        .await
-        .unwrap();
+    m.open(
+        "beta",
+        sshd.connect_options(backend()),
+        SessionConfig::default(),
+    )
+    .await
+    .unwrap();
 
     m.shutdown().await;
     assert!(m.list().is_empty());
     assert!(matches!(
-        m.open("gamma", opts(&sshd), SessionConfig::default()).await,
+        m.open(
+            "gamma",
+            sshd.connect_options(backend()),
+            SessionConfig::default()
+        )
+        .await,
         Err(Error::ShutDown)
     ));
     // sshd's per-connection processes go away once our connections are closed.
@@ -101,7 +116,7 @@ async fn a_cancelled_open_frees_its_name_and_its_connection() {
         .unwrap();
     proxy.blackhole(true);
     let m = SessionManager::new();
-    let stalled = opts(sshd).port(proxy.port());
+    let stalled = sshd.connect_options(backend()).port(proxy.port());
     let open = m.open("stuck", stalled, SessionConfig::default());
     assert!(tokio::time::timeout(Duration::from_millis(300), open)
         .await
@@ -118,7 +133,11 @@ async fn a_cancelled_open_frees_its_name_and_its_connection() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let s = m
-        .open("stuck", opts(sshd), SessionConfig::default())
+        .open(
+            "stuck",
+            sshd.connect_options(backend()),
+            SessionConfig::default(),
+        )
         .await
         .unwrap();
     assert_eq!(out(&s, "echo reopened").await, "reopened\n");

@@ -13,19 +13,12 @@ use ssh_session_core::{
     ConnectOptions, Endpoint, Error, ExecOptions, HostKeyPolicy, IdentityFile, Interrupt, JumpHost,
     Notice, ReadOptions, Session, SessionConfig, ShellSession,
 };
-use ssh_session_testkit::{Sshd, SshdOptions};
+use ssh_session_testkit::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Options for the shared sshd, isolated from the user's own config, agent and keys.
+/// Options for `sshd` on this file's backend.
 fn opts(sshd: &Sshd) -> ConnectOptions {
-    ConnectOptions::new(sshd.host(), sshd.user())
-        .port(sshd.port())
-        .identity(IdentityFile::new(sshd.user_key()))
-        .known_hosts(sshd.known_hosts())
-        .use_agent(false)
-        .config_file("/dev/null")
-        .connect_timeout(Duration::from_secs(10))
-        .transport(TransportKind::OpenSsh)
+    sshd.connect_options(TransportKind::OpenSsh)
 }
 
 async fn connect(opts: &ConnectOptions) -> OpenSshTransport {
@@ -34,23 +27,11 @@ async fn connect(opts: &ConnectOptions) -> OpenSshTransport {
         .unwrap_or_else(|e| panic!("connect: {e}\nsshd log:\n{}", Sshd::shared().log()))
 }
 
-/// Reads stdout until it contains `needle` (10 s at most); returns all of it.
-async fn read_until(channel: &mut Channel, needle: &str) -> String {
+/// Reads the channel until it printed `needle` (10 s at most); returns all of it, `\r`s
+/// removed.
+async fn read_text(channel: &mut Channel, needle: &str) -> String {
     let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&seen).contains(needle) {
-        match tokio::time::timeout_at(deadline, channel.events.recv()).await {
-            Ok(Some(ChannelEvent::Stdout(b))) | Ok(Some(ChannelEvent::Stderr(b))) => {
-                seen.extend_from_slice(&b)
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("channel closed; got {:?}", String::from_utf8_lossy(&seen)),
-            Err(_) => panic!(
-                "no {needle:?} within 10 s; got {:?}",
-                String::from_utf8_lossy(&seen)
-            ),
-        }
-    }
+    read_until(&mut channel.events, &mut seen, needle.as_bytes()).await;
     String::from_utf8_lossy(&seen).replace('\r', "")
 }
 
@@ -89,7 +70,7 @@ async fn exec_collects_stdout_stderr_and_exit_codes() {
     let mut ch = t.open_exec("tr a-z A-Z", None).await.unwrap();
     ch.input.write(b"shout\n").await.unwrap();
     ch.input.eof().await.unwrap();
-    assert_eq!(read_until(&mut ch, "SHOUT").await, "SHOUT\n");
+    assert_eq!(read_text(&mut ch, "SHOUT").await, "SHOUT\n");
     t.close().await;
     assert!(t.is_closed());
     assert!(
@@ -118,7 +99,7 @@ async fn pty_shell_has_term_size_and_no_echo_and_resizes() {
         .write(b"echo $TERM; stty size; tty; echo __DO''NE\n")
         .await
         .unwrap();
-    let text = read_until(&mut ch, "__DONE").await;
+    let text = read_text(&mut ch, "__DONE").await;
     assert!(text.contains("vt100\n"), "{text:?}");
     assert!(text.contains("45 123\n"), "{text:?}");
     assert!(text.contains("/dev/pts/"), "{text:?}");
@@ -136,7 +117,7 @@ async fn pty_shell_has_term_size_and_no_echo_and_resizes() {
         .write(b"stty size; echo __RE''SIZED\n")
         .await
         .unwrap();
-    let text = read_until(&mut ch, "__RESIZED").await;
+    let text = read_text(&mut ch, "__RESIZED").await;
     assert!(text.contains("30 100\n"), "{text:?}");
 
     // Ctrl-C reaches the foreground job through the terminal (isig is on).
@@ -145,7 +126,7 @@ async fn pty_shell_has_term_size_and_no_echo_and_resizes() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     ch.input.write(b"\x03").await.unwrap();
     ch.input.write(b"echo status=$?\n").await.unwrap();
-    let text = read_until(&mut ch, "status=130").await;
+    let text = read_text(&mut ch, "status=130").await;
     assert!(text.contains("status=130"), "{text:?}");
 
     ch.input.write(b"exit 4\n").await.unwrap();
@@ -166,7 +147,7 @@ async fn pty_exec_runs_a_command_and_plain_shells_work() {
         .open_exec("stty size; exit 5", Some(PtyRequest::default()))
         .await
         .unwrap();
-    let text = read_until(&mut ch, "\n").await;
+    let text = read_text(&mut ch, "\n").await;
     assert_eq!(text, "50 200\n");
     let mut status = None;
     while let Some(event) = ch.events.recv().await {
@@ -179,7 +160,7 @@ async fn pty_exec_runs_a_command_and_plain_shells_work() {
     // No PTY: plain pipes, separate stderr, and resize is refused clearly.
     let mut ch = t.open_shell(ShellRequest::default()).await.unwrap();
     ch.input.write(b"echo plain; tty; exit\n").await.unwrap();
-    let text = read_until(&mut ch, "not a tty").await;
+    let text = read_text(&mut ch, "not a tty").await;
     assert!(text.starts_with("plain\n"), "{text:?}");
     let err = ch.input.resize(80, 24).await.unwrap_err();
     assert!(err.to_string().contains("no PTY"), "{err}");
@@ -231,7 +212,7 @@ async fn close_leaves_no_ssh_process_behind() {
         .await
         .unwrap();
     shell.input.write(b"echo up\n").await.unwrap();
-    read_until(&mut shell, "up").await;
+    read_text(&mut shell, "up").await;
     let _exec = t.open_exec("sleep 30", None).await.unwrap();
     let _tunnel = t
         .open_direct_tcpip("127.0.0.1", Sshd::shared().port())

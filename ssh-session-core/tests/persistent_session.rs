@@ -1,44 +1,13 @@
 //! Persistent (tmux) sessions through real link cuts and a client "restart" (a new
 //! manager), for both backends.
 
-mod common;
 use std::time::{Duration, Instant};
 
-use common::*;
 use ssh_session_core::{
     CommandState, ConnectOptions, ExecOptions, ReadOptions, ReconnectPolicy, Session,
     SessionConfig, SessionManager, SessionStatus,
 };
-use ssh_session_testkit::{CutMode, FaultProxy, Sshd, SshdOptions};
-
-/// An sshd whose sessions get a tmux server of their own (`TMUX_TMPDIR` in its temp dir),
-/// killed when the test ends, pass or fail: tmux servers outlive the sshd that started them.
-struct IsolatedTmux {
-    sshd: Sshd,
-    tmpdir: tempfile::TempDir,
-}
-
-impl IsolatedTmux {
-    fn start() -> IsolatedTmux {
-        let tmpdir = tempfile::tempdir().unwrap();
-        let sshd = Sshd::start_with(SshdOptions {
-            extra_config: format!("SetEnv TMUX_TMPDIR={}\n", tmpdir.path().display()),
-            ..Default::default()
-        })
-        .unwrap();
-        IsolatedTmux { sshd, tmpdir }
-    }
-}
-
-impl Drop for IsolatedTmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["-L", "ssh-session", "kill-server"])
-            .env("TMUX_TMPDIR", self.tmpdir.path())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
+use ssh_session_testkit::prelude::*;
 
 fn persistent() -> SessionConfig {
     SessionConfig {
@@ -53,10 +22,8 @@ fn persistent() -> SessionConfig {
 }
 
 async fn proxied(sshd: &Sshd, dir: &std::path::Path) -> (FaultProxy, ConnectOptions) {
-    let upstream = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
-    let proxy = FaultProxy::start(upstream).await.unwrap();
-    let known = sshd.known_hosts_for_port(proxy.port(), dir).unwrap();
-    let o = opts(sshd).port(proxy.port()).known_hosts(&known);
+    let proxy = FaultProxy::start(sshd.addr()).await.unwrap();
+    let o = sshd.connect_options_via(&proxy, dir, backend());
     (proxy, o)
 }
 
@@ -81,7 +48,7 @@ conformance! {
         let m = SessionManager::new();
         // The remote tmux server is per user and shared by every test sshd on this machine:
         // names unique to this run and backend.
-        let name = format!("keep-{}-{}", transport(), std::process::id());
+        let name = format!("keep-{}-{}", backend(), std::process::id());
         let s = m.open(&name, o, persistent()).await.unwrap();
         assert!(s.info().persistent);
         run(&s, "cd /tmp; export V=exported; U=unexported; sleep 300 &").await;
@@ -112,15 +79,15 @@ conformance! {
         m.shutdown().await;
         // Closing kills the remote tmux session.
         let m2 = SessionManager::new();
-        assert!(!m2.list_persistent(&opts(sshd)).await.unwrap().contains(&name));
+        assert!(!m2.list_persistent(&sshd.connect_options(backend())).await.unwrap().contains(&name));
     }
 
     async fn a_new_client_re_adopts_a_surviving_shell() {
         let isolated = IsolatedTmux::start();
         let sshd = &isolated.sshd;
-        let name = format!("adopt-{}-{}", transport(), std::process::id());
+        let name = format!("adopt-{}-{}", backend(), std::process::id());
         let first = SessionManager::new();
-        let s = first.open(&name, opts(sshd), persistent()).await.unwrap();
+        let s = first.open(&name, sshd.connect_options(backend()), persistent()).await.unwrap();
         assert!(!s.info().resumed);
         run(&s, "cd /var; LOCAL=only-in-this-shell; sleep 300 &").await;
         // The client goes away without closing the remote shell (like a restart).
@@ -128,13 +95,13 @@ conformance! {
         drop(first);
 
         let second = SessionManager::new();
-        assert!(second.list_persistent(&opts(sshd)).await.unwrap().contains(&name));
-        let s = second.open(&name, opts(sshd), persistent()).await.unwrap();
+        assert!(second.list_persistent(&sshd.connect_options(backend())).await.unwrap().contains(&name));
+        let s = second.open(&name, sshd.connect_options(backend()), persistent()).await.unwrap();
         assert!(s.info().resumed);
         let r = run(&s, "pwd; echo $LOCAL; jobs | grep -c sleep").await;
         assert_eq!(r.text(), "/var\nonly-in-this-shell\n1\n");
         second.close(&name).await.unwrap();
-        assert!(!second.list_persistent(&opts(sshd)).await.unwrap().contains(&name));
+        assert!(!second.list_persistent(&sshd.connect_options(backend())).await.unwrap().contains(&name));
     }
 }
 
@@ -155,7 +122,7 @@ conformance! {
         })
         .unwrap();
         let m = SessionManager::new();
-        let e = m.open("keep", opts(&sshd), persistent()).await.unwrap_err();
+        let e = m.open("keep", sshd.connect_options(backend()), persistent()).await.unwrap_err();
         assert!(
             matches!(e, ssh_session_core::Error::TmuxMissing { .. }),
             "{e:?}"
@@ -163,10 +130,10 @@ conformance! {
         let text = e.to_string();
         assert!(text.contains("install") && text.contains("without persistent mode"), "{text}");
         assert!(m.names().is_empty(), "a failed open leaves no session behind");
-        let e = m.list_persistent(&opts(&sshd)).await.unwrap_err();
+        let e = m.list_persistent(&sshd.connect_options(backend())).await.unwrap_err();
         assert!(matches!(e, ssh_session_core::Error::TmuxMissing { .. }), "{e:?}");
         // The name is free again and an ordinary session works on the same host.
-        let s = m.open("keep", opts(&sshd), SessionConfig::default()).await.unwrap();
+        let s = m.open("keep", sshd.connect_options(backend()), SessionConfig::default()).await.unwrap();
         assert_eq!(out(&s, "echo fine").await, "fine\n");
         m.shutdown().await;
     }

@@ -1,11 +1,9 @@
 //! A session without a PTY: the shell runs on plain pipes.
 
-mod common;
 use std::time::Duration;
 
-use common::*;
 use ssh_session_core::{Error, ExecOptions, Interrupt, Session, SessionConfig, SessionManager};
-use ssh_session_testkit::Sshd;
+use ssh_session_testkit::prelude::*;
 
 conformance! {
     async fn a_pipe_session_keeps_state_and_reports_exactly() {
@@ -14,7 +12,7 @@ conformance! {
             pty: None,
             ..Default::default()
         };
-        let s = m.open("pipes", opts(Sshd::shared()), config).await.unwrap();
+        let s = m.open("pipes", Sshd::shared().connect_options(backend()), config).await.unwrap();
         run(&s, "cd /tmp && export P=1").await;
         let r = run(&s, "echo \"$P\"; pwd; printf 'a\\r\\nb'").await;
         // No terminal: bytes arrive exactly as written, CRs included.

@@ -1,11 +1,9 @@
 //! Connection pooling and jump hosts, on real sshds, for both backends.
 
-mod common;
 use std::time::Duration;
 
-use common::*;
 use ssh_session_core::{Error, JumpHost, Session, SessionConfig, SessionManager};
-use ssh_session_testkit::{Sshd, SshdOptions};
+use ssh_session_testkit::prelude::*;
 
 /// Connections sshd accepted so far (one "Accepted publickey" line per authentication).
 fn accepted(sshd: &Sshd) -> usize {
@@ -73,7 +71,7 @@ fn chain_opts(
         lines.push_str(&std::fs::read_to_string(sshd.known_hosts()).unwrap());
     }
     std::fs::write(&known, lines).unwrap();
-    let mut o = opts(target).known_hosts(&known);
+    let mut o = target.connect_options(backend()).known_hosts(&known);
     for hop in hops {
         o.identities
             .push(ssh_session_core::IdentityFile::new(hop.user_key()));
@@ -97,14 +95,14 @@ conformance! {
         // Concurrent opens share one handshake.
         let opens = (0..5).map(|i| {
             let m = m.clone();
-            let o = opts(&sshd);
+            let o = sshd.connect_options(backend());
             async move { m.open(&format!("c{i}"), o, SessionConfig::default()).await }
         });
         for r in futures::future::join_all(opens).await {
             r.unwrap();
         }
         for i in 5..20 {
-            m.open(&format!("c{i}"), opts(&sshd), SessionConfig::default()).await.unwrap();
+            m.open(&format!("c{i}"), sshd.connect_options(backend()), SessionConfig::default()).await.unwrap();
         }
         for i in 0..20 {
             let s = m.get(&format!("c{i}")).unwrap();
@@ -124,7 +122,7 @@ conformance! {
         let sshd = Sshd::start_with(SshdOptions { max_sessions: 10, ..Default::default() }).unwrap();
         let m = SessionManager::new();
         for i in 0..15 {
-            m.open(&format!("s{i}"), opts(&sshd), SessionConfig::default())
+            m.open(&format!("s{i}"), sshd.connect_options(backend()), SessionConfig::default())
                 .await
                 .unwrap_or_else(|e| panic!("session {i}: {e}"));
         }
@@ -288,7 +286,7 @@ conformance! {
         )
         .unwrap();
         let o = ssh_session_core::ConnectOptions::new("app", &user)
-            .transport(transport())
+            .transport(backend())
             .use_agent(false);
         let resolved = ssh_session_core::config::resolve_host("app", Some(&config)).await.unwrap();
         let o = resolved.apply_to(o).unwrap();

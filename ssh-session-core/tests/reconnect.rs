@@ -3,25 +3,21 @@
 //! its status changes in order. Real sshd, real faults (a proxy of ours on loopback, real
 //! process kills), for both backends.
 
-mod common;
 use std::time::{Duration, Instant};
 
-use common::*;
 use ssh_session_core::{
     CommandState, ConnectOptions, Error, ExecOptions, ReadOptions, ReconnectPolicy, Session,
     SessionConfig, SessionManager, SessionStatus, ShellSession, StatusEvent,
 };
-use ssh_session_testkit::{CutMode, FaultProxy, Sshd};
+use ssh_session_testkit::prelude::*;
 use tokio::sync::broadcast::Receiver;
 
 /// Connect options that go through a fault proxy in front of `sshd`, with a 1 s × 2
 /// keepalive so a stalled link is noticed in seconds.
 async fn proxied(sshd: &Sshd, dir: &std::path::Path) -> (FaultProxy, ConnectOptions) {
-    let upstream = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
-    let proxy = FaultProxy::start(upstream).await.unwrap();
+    let proxy = FaultProxy::start(sshd.addr()).await.unwrap();
     // The host key is recorded for the proxy's address, which is what the client sees.
-    let known = sshd.known_hosts_for_port(proxy.port(), dir).unwrap();
-    let mut o = opts(sshd).port(proxy.port()).known_hosts(&known);
+    let mut o = sshd.connect_options_via(&proxy, dir, backend());
     o.server_alive_interval = Some(Duration::from_secs(1));
     o.server_alive_count_max = 2;
     o.connect_timeout = Duration::from_secs(3);

@@ -1,11 +1,9 @@
 //! Volume and concurrency: huge output in bounded memory, parallel sessions.
 
-mod common;
 use std::time::{Duration, Instant};
 
-use common::*;
 use ssh_session_core::{ExecOptions, Session, SessionConfig, SessionManager};
-use ssh_session_testkit::Sshd;
+use ssh_session_testkit::prelude::*;
 
 conformance! {
     async fn fifty_megabytes_of_output_stay_bounded() {
@@ -36,7 +34,7 @@ conformance! {
             let s = m
                 .open(
                     &format!("par{i}"),
-                    opts(Sshd::shared()),
+                    Sshd::shared().connect_options(backend()),
                     SessionConfig::default(),
                 )
                 .await
@@ -68,11 +66,11 @@ conformance! {
     async fn a_slow_command_never_blocks_another_session() {
         let m = SessionManager::new();
         let slow = m
-            .open("slow", opts(Sshd::shared()), SessionConfig::default())
+            .open("slow", Sshd::shared().connect_options(backend()), SessionConfig::default())
             .await
             .unwrap();
         let fast = m
-            .open("fast", opts(Sshd::shared()), SessionConfig::default())
+            .open("fast", Sshd::shared().connect_options(backend()), SessionConfig::default())
             .await
             .unwrap();
         let r = slow

@@ -2,44 +2,13 @@
 //! connection dies (its sshd process killed, or the link cut), both recover on the new one
 //! with their state, and no command is lost or answered wrongly. Both backends.
 
-mod common;
 use std::time::{Duration, Instant};
 
-use common::*;
 use ssh_session_core::{
     CommandState, ConnectOptions, ExecOptions, ReconnectPolicy, Session, SessionConfig,
     SessionManager, SessionStatus, ShellSession,
 };
-use ssh_session_testkit::{CutMode, FaultProxy, Sshd, SshdOptions};
-
-/// An sshd whose sessions get a tmux server of their own (`TMUX_TMPDIR` in its temp dir),
-/// killed when the test ends: tmux servers outlive the sshd that started them.
-struct IsolatedTmux {
-    sshd: Sshd,
-    tmpdir: tempfile::TempDir,
-}
-
-impl IsolatedTmux {
-    fn start() -> IsolatedTmux {
-        let tmpdir = tempfile::tempdir().unwrap();
-        let sshd = Sshd::start_with(SshdOptions {
-            extra_config: format!("SetEnv TMUX_TMPDIR={}\n", tmpdir.path().display()),
-            ..Default::default()
-        })
-        .unwrap();
-        IsolatedTmux { sshd, tmpdir }
-    }
-}
-
-impl Drop for IsolatedTmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["-L", "ssh-session", "kill-server"])
-            .env("TMUX_TMPDIR", self.tmpdir.path())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
+use ssh_session_testkit::prelude::*;
 
 fn config(persistent: bool) -> SessionConfig {
     SessionConfig {
@@ -92,7 +61,7 @@ async fn must_finish(s: &ShellSession, command: &str) -> String {
 async fn pair(m: &SessionManager, o: &ConnectOptions, tag: &str) -> (ShellSession, ShellSession) {
     let main = m.open("main", o.clone(), config(false)).await.unwrap();
     // The tmux server is per user and per TMUX_TMPDIR: a name unique to this backend.
-    let k = format!("k-{tag}-{}", transport());
+    let k = format!("k-{tag}-{}", backend());
     let k = m.open(&k, o.clone(), config(true)).await.unwrap();
     assert_eq!(m.connection_count(), 1, "{:?}", m.connections());
     must_finish(&main, "cd /usr && export MAIN_V=plain").await;
@@ -115,11 +84,11 @@ conformance! {
         let isolated = IsolatedTmux::start();
         let sshd = &isolated.sshd;
         let m = SessionManager::new();
-        let (main, k) = pair(&m, &opts(sshd), "kill").await;
+        let (main, k) = pair(&m, &sshd.connect_options(backend()), "kill").await;
         // The per-connection sshd process dies, as with `kill -9` of `sshd: root@pts/N`,
         // and the next command comes at once, before anyone noticed.
         assert_eq!(sshd.kill_connections(), 1);
-        let early = isolated.tmpdir.path().join("early");
+        let early = isolated.dir().join("early");
         let r = k
             .exec(&format!("touch {}; pwd", early.display()), ExecOptions::timeout(Duration::from_secs(20)))
             .await
@@ -137,7 +106,7 @@ conformance! {
         recovered(&k, 1).await;
         recovered(&main, 1).await;
         // The command must really run in the pane: its side effect shows.
-        let marker = isolated.tmpdir.path().join("typed");
+        let marker = isolated.dir().join("typed");
         must_finish(&k, &format!("touch {}", marker.display())).await;
         assert!(marker.exists(), "the command was never typed into the tmux pane");
         assert_states(&main, &k, 1).await;
@@ -153,10 +122,8 @@ conformance! {
         let isolated = IsolatedTmux::start();
         let sshd = &isolated.sshd;
         let dir = tempfile::tempdir().unwrap();
-        let upstream = format!("127.0.0.1:{}", sshd.port()).parse().unwrap();
-        let proxy = FaultProxy::start(upstream).await.unwrap();
-        let known = sshd.known_hosts_for_port(proxy.port(), dir.path()).unwrap();
-        let o = opts(sshd).port(proxy.port()).known_hosts(&known);
+        let proxy = FaultProxy::start(sshd.addr()).await.unwrap();
+        let o = sshd.connect_options_via(&proxy, dir.path(), backend());
         let m = SessionManager::new();
         let (main, k) = pair(&m, &o, "cut").await;
         for round in 1..=20u32 {

@@ -1,9 +1,8 @@
 //! The shell dies (exit, exec, kill): the result says so and the next command gets a new
 //! shell with cwd and exported variables restored.
 
-mod common;
-use common::*;
 use ssh_session_core::{CommandState, Notice};
+use ssh_session_testkit::prelude::*;
 
 fn restarted(notices: &[Notice]) -> bool {
     notices

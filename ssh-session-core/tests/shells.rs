@@ -5,14 +5,12 @@
 //! sshd runs it exactly where it would run the login shell, with the client's exec command
 //! in `$SSH_ORIGINAL_COMMAND`, which the wrapper hands to `SHELL -c` as a login shell would.
 
-mod common;
 use std::time::Duration;
 
-use common::*;
 use ssh_session_core::{
     Error, ExecOptions, Interrupt, Notice, Session, SessionConfig, SessionManager,
 };
-use ssh_session_testkit::{Sshd, SshdOptions};
+use ssh_session_testkit::prelude::*;
 
 fn sshd_with_login_shell(shell: &str) -> (Sshd, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -80,7 +78,9 @@ async fn open(
         prime_timeout: Duration::from_secs(10),
         ..Default::default()
     };
-    let s = m.open("shell", opts(sshd), config).await;
+    let s = m
+        .open("shell", sshd.connect_options(backend()), config)
+        .await;
     (m, s)
 }
 

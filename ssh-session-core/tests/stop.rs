@@ -1,13 +1,11 @@
 //! Stopping a command that will not stop: Ctrl-C, SIGTERM, SIGKILL, then the shell itself.
 
-mod common;
 use std::time::Duration;
 
-use common::*;
 use ssh_session_core::{
     CommandState, Error, ExecOptions, Notice, Session, SessionConfig, SessionManager,
 };
-use ssh_session_testkit::Sshd;
+use ssh_session_testkit::prelude::*;
 
 fn config() -> SessionConfig {
     SessionConfig {
@@ -19,7 +17,7 @@ fn config() -> SessionConfig {
 conformance! {
     async fn a_command_that_yields_to_a_signal_is_stopped_without_replacing_the_shell() {
         let m = SessionManager::new();
-        let s = m.open("stop", opts(Sshd::shared()), config()).await.unwrap();
+        let s = m.open("stop", Sshd::shared().connect_options(backend()), config()).await.unwrap();
         run(&s, "cd /tmp && export KEEP=1").await;
         let r = s.exec("trap '' INT; sleep 60", ExecOptions::timeout(Duration::from_millis(200))).await.unwrap();
         assert!(r.is_running());
@@ -34,7 +32,7 @@ conformance! {
 
     async fn a_wedged_shell_is_replaced_and_the_caller_told() {
         let m = SessionManager::new();
-        let s = m.open("wedged", opts(Sshd::shared()), config()).await.unwrap();
+        let s = m.open("wedged", Sshd::shared().connect_options(backend()), config()).await.unwrap();
         run(&s, "cd /usr && export KEEP=yes").await;
         // The shell's own stdout goes nowhere: no marker can ever come back, and there is
         // no foreground job for a signal to stop.

@@ -15,12 +15,17 @@
 //! Both listen on loopback only and accept exactly the keys they generated,
 //! so they are safe to run on a developer machine.
 //!
+//! [`harness`] holds what session tests share: [`Sshd::connect_options`] for either
+//! backend, [`conformance!`] to run a test once per backend, and bounded helpers
+//! (`run`, `read_until`...); `use ssh_session_testkit::prelude::*` brings them in.
+//!
 //! This crate is Linux-only: it relies on `prctl(PR_SET_PDEATHSIG)` and on
 //! `/proc` to guarantee that no server outlives the test process.
 
 #![warn(missing_docs)]
 
 mod embedded;
+pub mod harness;
 mod keys;
 pub mod proxy;
 mod spawner;
@@ -32,6 +37,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Mutex;
 
 pub use embedded::EmbeddedServer;
+pub use harness::prelude;
 pub use proxy::{CutMode, FaultProxy};
 pub use sshd::{Sshd, SshdOptions};
 
