@@ -59,6 +59,7 @@
 //!
 //! Run with `cargo bench -p ssh-session-benches`; the table goes to stdout, progress to
 //! stderr.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 mod openssh;
 mod pooled;

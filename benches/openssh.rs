@@ -44,7 +44,7 @@ async fn run_checked(mut cmd: Command, limit: Duration, what: &str) -> Result<Ve
 
 /// One cold `ssh host true`: a new process, TCP connection, key exchange and
 /// authentication, and a new `bash -c true` on the server. Returns its wall time.
-pub async fn cold_true(sshd: &Sshd, limit: Duration) -> Result<Duration, String> {
+pub(crate) async fn cold_true(sshd: &Sshd, limit: Duration) -> Result<Duration, String> {
     let cmd = ssh(sshd, &[], Some("true"));
     let start = Instant::now();
     run_checked(cmd, limit, "cold ssh true").await?;
@@ -52,7 +52,7 @@ pub async fn cold_true(sshd: &Sshd, limit: Duration) -> Result<Duration, String>
 }
 
 /// What one streaming `ssh host 'head -c N /dev/zero'` delivered.
-pub struct Streamed {
+pub(crate) struct Streamed {
     /// Bytes read from ssh's stdout.
     pub bytes: u64,
     /// From spawning ssh to the first byte (connection set-up included).
@@ -63,7 +63,7 @@ pub struct Streamed {
 
 /// Runs `command` through a new `ssh` (with `-tt` when `tty`) and counts what arrives on
 /// its stdout, without keeping it. Bounded by `limit` (the process is killed after it).
-pub async fn stream(
+pub(crate) async fn stream(
     sshd: &Sshd,
     tty: bool,
     command: &str,
@@ -109,7 +109,7 @@ pub async fn stream(
 
 /// An OpenSSH ControlMaster for the bench's sshd. Dropping it sends `-O exit`, and kills
 /// the master if it is still there, so no master outlives the bench.
-pub struct ControlMaster<'a> {
+pub(crate) struct ControlMaster<'a> {
     /// The server the master is connected to.
     sshd: &'a Sshd,
     /// The control socket (`-S`).
@@ -124,7 +124,7 @@ impl<'a> ControlMaster<'a> {
     /// Starts `ssh -M -S CTL -o ControlPersist=yes -fN ... host` and waits until
     /// `ssh -O check` answers. CTL is short and in /tmp: a unix socket path is limited to
     /// 108 bytes, and OpenSSH adds a random suffix while it sets the socket up.
-    pub async fn start(sshd: &'a Sshd) -> Result<ControlMaster<'a>, String> {
+    pub(crate) async fn start(sshd: &'a Sshd) -> Result<ControlMaster<'a>, String> {
         let ctl = PathBuf::from(format!("/tmp/ssb-{}.ctl", std::process::id()));
         let _ = std::fs::remove_file(&ctl);
         let ctl_arg = ctl.display().to_string();
@@ -169,13 +169,13 @@ impl<'a> ControlMaster<'a> {
     }
 
     /// The master's pid, as `ssh -O check` reported it.
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.pid
     }
 
     /// One `ssh -S CTL host true` over the master: a new client process per call, no new
     /// connection. Returns its wall time.
-    pub async fn run_true(&self, limit: Duration) -> Result<Duration, String> {
+    pub(crate) async fn run_true(&self, limit: Duration) -> Result<Duration, String> {
         let ctl = self.ctl.display().to_string();
         let cmd = ssh(self.sshd, &["-S", &ctl], Some("true"));
         let start = Instant::now();
@@ -186,7 +186,7 @@ impl<'a> ControlMaster<'a> {
     /// Sends `-O exit`, then makes sure the master process is gone and the socket removed.
     /// Blocking (it runs from `Drop` too) and bounded: a master that does not leave within
     /// 2 s is killed.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if std::mem::replace(&mut self.stopped, true) {
             return;
         }

@@ -12,10 +12,10 @@ use crate::{bounded, connect_bare};
 
 /// Sessions per round: the first one is opened untimed (it makes the connection), the
 /// others are timed and share it.
-pub const SESSIONS_PER_ROUND: usize = 20;
+pub(crate) const SESSIONS_PER_ROUND: usize = 20;
 
 /// What the pooled-open rounds measured.
-pub struct PooledOpens {
+pub(crate) struct PooledOpens {
     /// `SessionManager::open` of sessions 2..=20 of every timed round.
     pub open: Stats,
     /// The untimed first open of each timed round (connect included), for the notes.
@@ -30,7 +30,7 @@ pub struct PooledOpens {
 /// untimed, sessions 2..=20 opened one after another (timed, all kept open, so they share
 /// session 1's connection), then `shutdown`, which closes them all and the connection.
 /// The manager is shut down also when an open fails.
-pub async fn pooled_opens(
+pub(crate) async fn pooled_opens(
     opts: &ConnectOptions,
     warm_rounds: usize,
     rounds: usize,
@@ -90,7 +90,7 @@ async fn one_round(
 /// the backend `opts` asks for (connected untimed just before), then `close`; `warm + n`
 /// times. Against [`pooled_opens`] it shows what the pool costs; against [`shell_start`]
 /// what priming costs.
-pub async fn session_start(
+pub(crate) async fn session_start(
     opts: &ConnectOptions,
     endpoint: &Endpoint,
     warm: usize,
@@ -136,7 +136,7 @@ pub async fn session_start(
 }
 
 /// A bare login shell on a PTY channel, the way a session starts one, without priming.
-pub struct ShellStart {
+pub(crate) struct ShellStart {
     /// Until `open_shell` returns: channel open + PTY + shell request (OpenSSH backend:
     /// whatever `OpenSshTransport::open_shell` does before it returns).
     pub opened: Stats,
@@ -151,12 +151,12 @@ pub struct ShellStart {
 }
 
 /// How long [`shell_start`] waits for a shell channel to end after `exit`.
-pub const END_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const END_WAIT: Duration = Duration::from_secs(2);
 
 /// Opens a login shell with the sessions' default PTY on `transport`, waits for its
 /// first output (the prompt), ends it with `exit` and closes the channel; `warm + n`
 /// times.
-pub async fn shell_start(
+pub(crate) async fn shell_start(
     transport: &dyn Transport,
     warm: usize,
     n: usize,
@@ -224,7 +224,7 @@ pub async fn shell_start(
 
 /// Rows 3 and 7: `transport::run(transport, command)` (a new exec channel, no PTY),
 /// `warm + n` times; each must exit 0.
-pub async fn exec_channel(
+pub(crate) async fn exec_channel(
     transport: &dyn Transport,
     command: &str,
     warm: usize,
@@ -253,7 +253,7 @@ pub async fn exec_channel(
 
 /// What the remote login shell starts with: `$HOME`, what is in it, the size of its
 /// `.bashrc`, and the scripts /etc/profile sources. One exec channel, for the notes.
-pub async fn remote_environment(transport: &dyn Transport) -> String {
+pub(crate) async fn remote_environment(transport: &dyn Transport) -> String {
     const PROBE: &str = "printf 'HOME=%s holding [%s], .bashrc %s bytes; /etc/profile.d: [%s]' \
         \"$HOME\" \"$(ls -A \"$HOME\" | tr '\\n' ' ' | sed 's/ $//')\" \
         \"$(wc -c < \"$HOME/.bashrc\" 2>/dev/null || echo none)\" \

@@ -14,6 +14,7 @@
 //! Targets from the reconnect issue: persistent exec p50 ≤ 2 ms; recovery ≤ backoff delay +
 //! one connect (attempt 1 has no delay). `SSH_SESSION_BENCH_QUICK=1` divides every N by 10.
 //! Run with `cargo bench -p ssh-session-benches --bench recovery`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::{Duration, Instant};
 

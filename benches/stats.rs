@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// p50, p90 and mean of a set of latency samples (warm-ups are never part of them).
 #[derive(Clone, Copy, Debug)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Median (nearest rank).
     pub p50: Duration,
     /// 90th percentile (nearest rank).
@@ -19,7 +19,7 @@ pub struct Stats {
 
 impl Stats {
     /// Summarizes `samples`; `None` if there are none.
-    pub fn of(samples: &[Duration]) -> Option<Stats> {
+    pub(crate) fn of(samples: &[Duration]) -> Option<Stats> {
         if samples.is_empty() {
             return None;
         }
@@ -43,14 +43,14 @@ fn nearest_rank(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// The median of non-empty values (the lower middle one for an even count).
-pub fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v[(v.len() - 1) / 2]
 }
 
 /// A duration in milliseconds with precision suited to its size.
-pub fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms < 10.0 {
         format!("{ms:.3} ms")
@@ -60,7 +60,7 @@ pub fn ms(d: Duration) -> String {
 }
 
 /// A ratio such as `27.4×`.
-pub fn times(ratio: f64) -> String {
+pub(crate) fn times(ratio: f64) -> String {
     if ratio >= 10.0 {
         format!("{ratio:.1}×")
     } else {
@@ -70,7 +70,7 @@ pub fn times(ratio: f64) -> String {
 
 /// Whether a row met its target, missed it, or has none (a reference row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The target is met.
     Pass,
     /// The target is missed.
@@ -83,7 +83,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// `Pass` if `ok`, else `Miss`.
-    pub fn check(ok: bool) -> Verdict {
+    pub(crate) fn check(ok: bool) -> Verdict {
         if ok {
             Verdict::Pass
         } else {
@@ -104,7 +104,7 @@ impl Verdict {
 
 /// One line of the results table. Cells are preformatted text.
 #[derive(Clone, Debug)]
-pub struct Row {
+pub(crate) struct Row {
     /// What was measured.
     pub name: String,
     /// Median (for throughput rows: the median rate).
@@ -127,7 +127,7 @@ pub struct Row {
 
 impl Row {
     /// A latency row from samples; ratio, target and verdict are filled in later.
-    pub fn latency(name: &str, stats: &Stats, notes: String) -> Row {
+    pub(crate) fn latency(name: &str, stats: &Stats, notes: String) -> Row {
         Row {
             name: name.into(),
             p50: ms(stats.p50),
@@ -142,7 +142,7 @@ impl Row {
     }
 
     /// A row for a measurement that failed, with the reason in the notes.
-    pub fn error(name: &str, error: &str) -> Row {
+    pub(crate) fn error(name: &str, error: &str) -> Row {
         Row {
             name: name.into(),
             p50: "—".into(),
@@ -157,7 +157,7 @@ impl Row {
     }
 
     /// Sets the target text and the verdict.
-    pub fn target(mut self, target: &str, verdict: Verdict) -> Row {
+    pub(crate) fn target(mut self, target: &str, verdict: Verdict) -> Row {
         self.target = target.into();
         self.verdict = verdict;
         self
@@ -165,7 +165,7 @@ impl Row {
 }
 
 /// Renders rows as a markdown table with aligned columns.
-pub fn markdown(rows: &[Row]) -> String {
+pub(crate) fn markdown(rows: &[Row]) -> String {
     let header = [
         "name", "p50", "p90", "mean", "n", "ratio", "target", "result", "notes",
     ];

@@ -7,6 +7,7 @@
 //! then theirs, N times) so that noise on this shared machine hits both alike.
 //!
 //! Run: `cargo bench -p ssh-session-cli --bench cli_exec`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

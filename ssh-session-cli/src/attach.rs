@@ -23,10 +23,10 @@ use crate::output;
 use crate::protocol::{decode, encode, AttachInput, Request, Response};
 
 /// The detach key: Ctrl-] (0x1d), as in telnet.
-pub const DETACH_KEY: u8 = 0x1d;
+pub(crate) const DETACH_KEY: u8 = 0x1d;
 
 /// Attaches the terminal to session `name` until the detach key; returns the exit code.
-pub async fn run(mut client: Client, name: &str) -> Result<i32, CliError> {
+pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError> {
     if !std::io::stdin().is_terminal() {
         return Err(CliError::Invalid(
             "attach needs a terminal on stdin; from scripts use exec, read and send".into(),

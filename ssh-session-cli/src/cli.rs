@@ -42,7 +42,7 @@ Environment:
 /// directory and environment between commands, held by a local daemon.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ssh-session", version, after_help = EXAMPLES)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
     pub global: Global,
@@ -53,7 +53,7 @@ pub struct Cli {
 
 /// Where the daemon lives and how sessions authenticate.
 #[derive(Debug, Args, Clone)]
-pub struct Global {
+pub(crate) struct Global {
     /// The daemon's socket [default: $XDG_RUNTIME_DIR/ssh-session/daemon.sock, else
     /// /tmp/ssh-session-UID/daemon.sock].
     #[arg(long, global = true, env = "SSH_SESSION_SOCKET", value_name = "PATH")]
@@ -95,8 +95,8 @@ pub struct Global {
 
 /// The subcommands.
 #[derive(Debug, Clone, Subcommand)]
-pub enum Command {
-    /// Opens a session named NAME to HOST ([user@]host[:port] or a ~/.ssh/config alias).
+pub(crate) enum Command {
+    /// Opens a session named NAME to HOST (`[user@]host[:port]` or a ~/.ssh/config alias).
     Connect(ConnectArgs),
     /// Runs COMMAND in the session's shell, streaming its output; exits with its exit code.
     Exec {
@@ -190,7 +190,7 @@ pub enum Command {
 
 /// What to do with a running daemon.
 #[derive(Debug, Clone, Subcommand)]
-pub enum DaemonAction {
+pub(crate) enum DaemonAction {
     /// Stops the daemon: sessions are closed, persistent ones only detached (their remote
     /// tmux shells keep running; `connect --persistent` with the same name re-adopts them).
     Stop,
@@ -204,10 +204,10 @@ pub enum DaemonAction {
 
 /// `connect`'s arguments.
 #[derive(Debug, Clone, Args)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// The session's name: 1-64 characters from A-Z a-z 0-9 . _ -
     pub name: String,
-    /// [user@]host[:port] or an alias from the ssh config.
+    /// `[user@]host[:port]` or an alias from the ssh config.
     pub host: String,
     /// Remote user (wins over HOST and the config).
     #[arg(long, short = 'l')]
@@ -231,7 +231,7 @@ pub struct ConnectArgs {
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1h` or a plain number of seconds (`1.5`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -256,7 +256,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Decodes `\n \r \t \e \0 \\ \xHH` in `text`.
-pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn unescape(text: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(text.len());
     let mut bytes = text.bytes();
     while let Some(b) = bytes.next() {

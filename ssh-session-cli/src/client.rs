@@ -22,7 +22,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_STARTS: u32 = 3;
 
 /// A connection to the daemon, past the hello.
-pub struct Client {
+pub(crate) struct Client {
     lines: Lines<BufReader<OwnedReadHalf>>,
     writer: OwnedWriteHalf,
     paths: Paths,
@@ -32,7 +32,7 @@ pub struct Client {
 
 impl Client {
     /// Connects to the running daemon; `None` if there is none (or it is stopping).
-    pub async fn existing(paths: &Paths) -> Result<Option<Client>, CliError> {
+    pub(crate) async fn existing(paths: &Paths) -> Result<Option<Client>, CliError> {
         match UnixStream::connect(&paths.socket).await {
             Ok(stream) => match Client::handshake(stream, paths).await? {
                 Handshake::Ready(client) => Ok(Some(client)),
@@ -51,7 +51,10 @@ impl Client {
     /// A daemon that is stopping refuses connections (or drops one it had not accepted
     /// yet) well before it releases its lock: a daemon started then waits for the lock,
     /// so `daemon stop && ssh-session connect ...` just works.
-    pub async fn connect_or_start(paths: &Paths, idle: Duration) -> Result<Client, CliError> {
+    pub(crate) async fn connect_or_start(
+        paths: &Paths,
+        idle: Duration,
+    ) -> Result<Client, CliError> {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut child: Option<std::process::Child> = None;
         let mut spawned = 0;
@@ -159,7 +162,7 @@ impl Client {
     }
 
     /// Sends one message.
-    pub async fn send<T: serde::Serialize>(&mut self, message: &T) -> Result<(), CliError> {
+    pub(crate) async fn send<T: serde::Serialize>(&mut self, message: &T) -> Result<(), CliError> {
         let line = to_line(message);
         self.writer
             .write_all(&line)
@@ -168,7 +171,7 @@ impl Client {
     }
 
     /// The next response. An end of connection is an error: every request is answered.
-    pub async fn recv(&mut self) -> Result<Response, CliError> {
+    pub(crate) async fn recv(&mut self) -> Result<Response, CliError> {
         match self.lines.next_line().await {
             Ok(Some(line)) => serde_json::from_str(&line)
                 .map_err(|e| self.protocol(format!("malformed response {line:?}: {e}"))),
@@ -178,7 +181,10 @@ impl Client {
     }
 
     /// Sends `request` and returns its final response, an error response as `Err`.
-    pub async fn call<T: serde::Serialize>(&mut self, request: &T) -> Result<Response, CliError> {
+    pub(crate) async fn call<T: serde::Serialize>(
+        &mut self,
+        request: &T,
+    ) -> Result<Response, CliError> {
         self.send(request).await?;
         match self.recv().await? {
             Response::Error { error, message } => Err(CliError::Remote {
@@ -190,7 +196,7 @@ impl Client {
     }
 
     /// An error for an unexpected answer.
-    pub fn protocol(&self, detail: String) -> CliError {
+    pub(crate) fn protocol(&self, detail: String) -> CliError {
         CliError::Protocol {
             socket: self.paths.socket.clone(),
             detail,

@@ -6,40 +6,40 @@ use crate::protocol::ErrorKind;
 
 /// Exit codes, documented in `--help` and the README. Errors use 64 and up so they are
 /// unlikely to be confused with a remote command's own small exit codes.
-pub mod code {
+pub(crate) mod code {
     /// Bad input: invalid session name, malformed escape or duration.
-    pub const INVALID: i32 = 64;
+    pub(crate) const INVALID: i32 = 64;
     /// No session of that name.
-    pub const UNKNOWN_SESSION: i32 = 65;
+    pub(crate) const UNKNOWN_SESSION: i32 = 65;
     /// A session of that name exists already.
-    pub const DUPLICATE: i32 = 66;
+    pub(crate) const DUPLICATE: i32 = 66;
     /// The session is busy with another command (or, for send/interrupt, has none).
-    pub const BUSY: i32 = 67;
+    pub(crate) const BUSY: i32 = 67;
     /// The host could not be reached, or the SSH connection failed.
-    pub const CONNECT: i32 = 68;
+    pub(crate) const CONNECT: i32 = 68;
     /// Authentication or host key verification failed.
-    pub const AUTH: i32 = 69;
+    pub(crate) const AUTH: i32 = 69;
     /// The ssh config could not be used.
-    pub const CONFIG: i32 = 70;
+    pub(crate) const CONFIG: i32 = 70;
     /// The session is closed, disconnected or reconnecting.
-    pub const DISCONNECTED: i32 = 71;
+    pub(crate) const DISCONNECTED: i32 = 71;
     /// The daemon could not be started or reached, or refused the client.
-    pub const DAEMON: i32 = 72;
+    pub(crate) const DAEMON: i32 = 72;
     /// The command is still running: exec's `--timeout` or read's `--wait` expired
     /// (as `timeout(1)`).
-    pub const STILL_RUNNING: i32 = 124;
+    pub(crate) const STILL_RUNNING: i32 = 124;
     /// The command's outcome is unknown: the link was lost, or it was killed with its shell.
-    pub const UNKNOWN_OUTCOME: i32 = 125;
+    pub(crate) const UNKNOWN_OUTCOME: i32 = 125;
     /// Our stdout was closed (`| head`): 128 + SIGPIPE, what a local producer killed by
     /// SIGPIPE reports, so `set -o pipefail` scripts see the usual status. No message.
-    pub const STDOUT_CLOSED: i32 = 141;
+    pub(crate) const STDOUT_CLOSED: i32 = 141;
     /// Any other failure.
-    pub const OTHER: i32 = 1;
+    pub(crate) const OTHER: i32 = 1;
 }
 
 /// Everything the command can fail with; each message says what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// The daemon answered with an error.
     #[error("{message}")]
     Remote {
@@ -116,7 +116,7 @@ pub enum CliError {
 impl CliError {
     /// Whether the daemon refused the request because it was stopping, without starting
     /// it: running the command again (on a new daemon) is safe.
-    pub fn is_daemon_stopping(&self) -> bool {
+    pub(crate) fn is_daemon_stopping(&self) -> bool {
         matches!(
             self,
             CliError::Remote {
@@ -127,7 +127,7 @@ impl CliError {
     }
 
     /// The process exit code for this error.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             CliError::Remote { kind, .. } => kind_code(*kind),
             CliError::Invalid(_) => code::INVALID,
@@ -142,7 +142,7 @@ impl CliError {
     }
 
     /// An I/O error while doing `what`.
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> CliError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> CliError {
         CliError::Io {
             what: what.into(),
             source,
@@ -151,7 +151,7 @@ impl CliError {
 }
 
 /// The exit code of an error kind.
-pub fn kind_code(kind: ErrorKind) -> i32 {
+pub(crate) fn kind_code(kind: ErrorKind) -> i32 {
     match kind {
         ErrorKind::Invalid => code::INVALID,
         ErrorKind::UnknownSession => code::UNKNOWN_SESSION,
@@ -168,7 +168,7 @@ pub fn kind_code(kind: ErrorKind) -> i32 {
 
 /// The kind of a core error, for the wire: core's [`kind`](ssh_session_core::Error::kind),
 /// with busy and not running sharing one exit code.
-pub fn classify(e: &ssh_session_core::Error) -> ErrorKind {
+pub(crate) fn classify(e: &ssh_session_core::Error) -> ErrorKind {
     use ssh_session_core::ErrorKind as K;
     match e.kind() {
         K::InvalidInput => ErrorKind::Invalid,

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use crate::protocol::{HistoryView, HostView, SessionView};
 
 /// Whether to colour what goes to stdout (`out`) or stderr.
-pub fn colour(stdout: bool) -> bool {
+pub(crate) fn colour(stdout: bool) -> bool {
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         return false;
     }
@@ -19,7 +19,7 @@ pub fn colour(stdout: bool) -> bool {
 }
 
 /// `text` in the ANSI colour `code` when `on`.
-pub fn paint(on: bool, code: &str, text: &str) -> String {
+pub(crate) fn paint(on: bool, code: &str, text: &str) -> String {
     if on {
         format!("\x1b[{code}m{text}\x1b[0m")
     } else {
@@ -28,13 +28,13 @@ pub fn paint(on: bool, code: &str, text: &str) -> String {
 }
 
 /// Prints an error (and what to do, which the message carries) on stderr.
-pub fn error(message: &str) {
+pub(crate) fn error(message: &str) {
     let label = paint(colour(false), "1;31", "error:");
     eprintln!("ssh-session: {label} {message}");
 }
 
 /// A plain-text table with left-aligned columns; the header is bold on a terminal.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -80,7 +80,7 @@ fn visible_len(s: &str) -> usize {
 }
 
 /// The `ls` table.
-pub fn sessions_table(sessions: &[SessionView]) -> String {
+pub(crate) fn sessions_table(sessions: &[SessionView]) -> String {
     let on = colour(true);
     let rows: Vec<Vec<String>> = sessions
         .iter()
@@ -110,7 +110,7 @@ pub fn sessions_table(sessions: &[SessionView]) -> String {
 }
 
 /// The `status` details.
-pub fn session_details(s: &SessionView) -> String {
+pub(crate) fn session_details(s: &SessionView) -> String {
     let mut out = String::new();
     let mut field = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
     field("name", s.name.clone());
@@ -136,7 +136,7 @@ pub fn session_details(s: &SessionView) -> String {
 }
 
 /// The `history` table.
-pub fn history_table(entries: &[HistoryView]) -> String {
+pub(crate) fn history_table(entries: &[HistoryView]) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .enumerate()
@@ -159,7 +159,7 @@ pub fn history_table(entries: &[HistoryView]) -> String {
 }
 
 /// The `hosts` table.
-pub fn hosts_table(hosts: &[HostView]) -> String {
+pub(crate) fn hosts_table(hosts: &[HostView]) -> String {
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     let rows: Vec<Vec<String>> = hosts
         .iter()
@@ -177,7 +177,7 @@ pub fn hosts_table(hosts: &[HostView]) -> String {
 }
 
 /// `1.2s`, `340ms`, `3m05s`, `2h10m`.
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
@@ -201,13 +201,13 @@ fn ago(unix_ms: u64) -> String {
 
 /// A spinner on stderr while something slow happens, only when stderr is a terminal.
 /// Drop it (or call [`Spinner::stop`]) to erase it.
-pub struct Spinner {
+pub(crate) struct Spinner {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Spinner {
     /// Starts spinning with `message`, if stderr is a terminal.
-    pub fn start(message: String) -> Spinner {
+    pub(crate) fn start(message: String) -> Spinner {
         if !std::io::stderr().is_terminal() {
             return Spinner { task: None };
         }
@@ -223,7 +223,7 @@ impl Spinner {
     }
 
     /// Stops and erases the spinner.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             eprint!("\r\x1b[2K");

@@ -22,14 +22,14 @@ use ssh_session_core::{
 
 /// Bumped whenever a message changes shape: a client and a daemon that disagree on it
 /// refuse to talk.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// This crate's version, carried in the hello so a mismatch can be named.
-pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The first message in each direction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hello {
+pub(crate) struct Hello {
     /// [`PROTOCOL_VERSION`] of the sender.
     pub protocol: u32,
     /// [`CRATE_VERSION`] of the sender.
@@ -45,7 +45,7 @@ pub struct Hello {
 
 impl Hello {
     /// The hello this process sends as a client.
-    pub fn client() -> Hello {
+    pub(crate) fn client() -> Hello {
         Hello {
             protocol: PROTOCOL_VERSION,
             version: CRATE_VERSION.to_string(),
@@ -57,7 +57,7 @@ impl Hello {
     /// Whether a peer that sent `self` can be talked to by this build. The crate version
     /// must match too: a daemon from another build could run sessions with other defaults,
     /// which would be confusing even if the messages still parsed.
-    pub fn compatible_with(&self, ours: &Hello) -> bool {
+    pub(crate) fn compatible_with(&self, ours: &Hello) -> bool {
         self.protocol == ours.protocol && self.version == ours.version
     }
 }
@@ -65,7 +65,7 @@ impl Hello {
 /// The connection options of `connect`, as the client resolved them from its command line
 /// and environment. Paths are absolute: the daemon runs in another directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectSpec {
+pub(crate) struct ConnectSpec {
     /// `[user@]host[:port]` or a `~/.ssh/config` alias.
     pub target: String,
     /// Overrides the user of `target` and of the config.
@@ -95,7 +95,7 @@ pub struct ConnectSpec {
 /// What a client asks of the daemon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
+pub(crate) enum Request {
     /// Opens a session. Answer: `Session`.
     Connect {
         /// The session's name.
@@ -169,17 +169,17 @@ pub enum Request {
 }
 
 /// Core's [`Interrupt`] on the wire: its name (`INT`, `TERM`, `KILL`, `EOF`).
-pub mod interrupt_name {
+pub(crate) mod interrupt_name {
     use serde::{Deserialize, Deserializer, Serializer};
     use ssh_session_core::Interrupt;
 
     /// Writes the name.
-    pub fn serialize<S: Serializer>(how: &Interrupt, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(how: &Interrupt, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(how.signal_name())
     }
 
     /// Reads a name core accepts.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Interrupt, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Interrupt, D::Error> {
         String::deserialize(d)?
             .parse()
             .map_err(serde::de::Error::custom)
@@ -189,7 +189,7 @@ pub mod interrupt_name {
 /// What an attached client sends after `Attach`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum AttachInput {
+pub(crate) enum AttachInput {
     /// Runs a command line typed at the attach prompt.
     Run {
         /// The line.
@@ -214,7 +214,7 @@ pub enum AttachInput {
 /// Why a request failed, so the client can pick an exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// Bad input: invalid name, a command that cannot be typed.
     Invalid,
     /// No such session.
@@ -243,7 +243,7 @@ pub enum ErrorKind {
 /// A daemon's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Response {
+pub(crate) enum Response {
     /// The daemon's hello.
     Hello(Hello),
     /// Success without data.
@@ -310,7 +310,7 @@ pub enum Response {
 
 /// A command's outcome, for the wire and for `--json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ResultView {
+pub(crate) struct ResultView {
     /// The command line.
     pub command: String,
     /// `running`, `exited`, `shell_exited`, `link_lost` or `killed`.
@@ -331,7 +331,7 @@ pub struct ResultView {
 
 impl ResultView {
     /// The view of `r`, with `output` as its output.
-    pub fn of(r: &ExecResult, output: &[u8]) -> ResultView {
+    pub(crate) fn of(r: &ExecResult, output: &[u8]) -> ResultView {
         ResultView {
             command: r.command.clone(),
             state: r.state.name().to_string(),
@@ -347,7 +347,7 @@ impl ResultView {
 
 /// A session, for the wire and for `ls --json` / `status --json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionView {
+pub(crate) struct SessionView {
     /// Name.
     pub name: String,
     /// Remote host.
@@ -411,7 +411,7 @@ impl From<&SessionInfo> for SessionView {
 
 /// One history entry, for the wire and for `history --json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryView {
+pub(crate) struct HistoryView {
     /// The command line.
     pub command: String,
     /// Its exit code (`None` while running).
@@ -438,7 +438,7 @@ impl From<&HistoryEntry> for HistoryView {
 
 /// A `~/.ssh/config` alias, for `hosts --json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostView {
+pub(crate) struct HostView {
     /// The alias.
     pub alias: String,
     /// Where it connects.
@@ -464,19 +464,22 @@ impl From<&HostAlias> for HostView {
 }
 
 /// Base64 of `bytes`.
-pub fn encode(bytes: &[u8]) -> String {
+pub(crate) fn encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Bytes of base64 `text`; a malformed payload is a protocol error.
-pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn decode(text: &str) -> Result<Vec<u8>, String> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| format!("malformed base64 payload: {e}"))
 }
 
 /// One message as a JSON line.
-pub fn to_line<T: Serialize>(message: &T) -> Vec<u8> {
+pub(crate) fn to_line<T: Serialize>(message: &T) -> Vec<u8> {
+    // serde_json fails only on maps with non-string keys or a failing Serialize impl; the
+    // protocol's messages are plain derived types with neither.
+    #[allow(clippy::expect_used)]
     let mut line = serde_json::to_vec(message).expect("protocol messages always serialize");
     line.push(b'\n');
     line

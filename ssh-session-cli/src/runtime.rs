@@ -9,7 +9,7 @@ use crate::error::CliError;
 /// The daemon's files. The lock and log sit next to the socket and share its stem, so
 /// several daemons (one per `--socket`) can share a directory.
 #[derive(Clone, Debug)]
-pub struct Paths {
+pub(crate) struct Paths {
     /// The directory holding them: ours, and writable by nobody else.
     pub dir: PathBuf,
     /// The Unix socket clients connect to (mode 0600).
@@ -23,7 +23,7 @@ pub struct Paths {
 impl Paths {
     /// The paths `global` asks for: `--socket`, else `--runtime-dir`/daemon.sock, else
     /// `$XDG_RUNTIME_DIR/ssh-session/daemon.sock`, else `/tmp/ssh-session-UID/daemon.sock`.
-    pub fn resolve(global: &Global) -> Result<Paths, CliError> {
+    pub(crate) fn resolve(global: &Global) -> Result<Paths, CliError> {
         let socket = match (&global.socket, &global.runtime_dir) {
             (Some(socket), _) => absolute(socket)?,
             (None, Some(dir)) => absolute(dir)?.join("daemon.sock"),
@@ -57,7 +57,7 @@ impl Paths {
     /// we can put files in it: it must be ours and not writable by group or others, or
     /// someone else could replace our socket. An existing directory is never chmodded:
     /// it may be `$HOME` or `/tmp` (`--socket ~/x.sock`), whose mode is not ours to change.
-    pub fn ensure_private_dir(&self) -> Result<(), CliError> {
+    pub(crate) fn ensure_private_dir(&self) -> Result<(), CliError> {
         let err = |detail: String| CliError::RuntimeDir {
             path: self.dir.clone(),
             detail,
@@ -120,7 +120,7 @@ impl Paths {
     }
 
     /// The last `lines` lines of the daemon log, for error messages.
-    pub fn log_tail(&self, lines: usize) -> String {
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         let tail = all[all.len().saturating_sub(lines)..].join("\n");
@@ -141,7 +141,7 @@ fn default_dir() -> PathBuf {
 }
 
 /// `path` made absolute against the current directory (the daemon runs elsewhere).
-pub fn absolute(path: &Path) -> Result<PathBuf, CliError> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf, CliError> {
     std::path::absolute(path).map_err(|e| CliError::io(format!("resolving {}", path.display()), e))
 }
 

@@ -1,4 +1,5 @@
 //! End-to-end: the built `ssh-session` binary, its daemon, and a real OpenSSH sshd.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! End-to-end: the daemon's life cycle (auto-start, idle exit, crash recovery), its
 //! socket's protection, and `attach` through a real PTY.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 mod common;
 

@@ -40,16 +40,37 @@
 //! # }
 //! ```
 //!
-//! The layers, bottom up:
-//! - [`transport`]: the pluggable [`Transport`] trait (one SSH connection that opens
-//!   channels) and its backends: native [`russh`](transport::russh) and the local OpenSSH
-//!   client ([`openssh`](transport::openssh)).
-//! - [`config`]: `~/.ssh/config` resolution (`ssh -G` as the authority) and host aliases.
-//! - [`persistent`]: shells that live in remote tmux and survive dropped links.
-//! - [`protocol`]: the marker/exec protocol spoken with the remote shell, pure and tested.
-//! - [`session`]: [`Session`] and its implementation [`ShellSession`] over any transport.
-//! - [`SessionManager`]: named sessions shared safely between tasks, on pooled connections
-//!   that reconnect by themselves.
+//! The public API, layer by layer, bottom up:
+//! - [`transport`]: the [`Transport`] trait — one authenticated connection that opens
+//!   [`Channel`](transport::Channel)s ([`ChannelInput`](transport::ChannelInput),
+//!   [`EventSource`](transport::EventSource), [`ChannelEvent`](transport::ChannelEvent),
+//!   [`PtyRequest`](transport::PtyRequest), [`ShellRequest`](transport::ShellRequest),
+//!   [`TunnelStream`](transport::TunnelStream), [`run`](transport::run) →
+//!   [`RunOutput`](transport::RunOutput)) — and its two backends,
+//!   [`RusshTransport`](transport::russh::RusshTransport) (native, in-process) and
+//!   [`OpenSshTransport`](transport::openssh::OpenSshTransport) (the local `ssh` through a
+//!   ControlMaster); [`TransportKind`] names one. Implement `Transport` to add a backend.
+//! - [`options`]: [`ConnectOptions`] (a builder method per field), [`IdentityFile`],
+//!   [`HostKeyPolicy`], [`JumpHost`], [`PasswordCallback`], [`local_user`].
+//! - [`config`]: `~/.ssh/config` the way `ssh` reads it (`ssh -G` as the authority):
+//!   [`HostSpec`] (a host as a person names it, plus a front end's overrides and whose
+//!   [`Agent`]) → `ConnectOptions`; [`resolve_host`] → [`ResolvedHost`] ([`ResolvedBy`]),
+//!   [`list_host_aliases`] → [`HostAlias`], [`ConfigResolver`].
+//! - [`session`]: the [`Session`] trait (the other extension point) and its implementation
+//!   [`ShellSession`], configured by [`SessionConfig`] ([`ReconnectPolicy`]; `persistent`
+//!   runs the shell in remote tmux so it survives lost links and restarts):
+//!   [`exec`](Session::exec) ([`ExecOptions`]) → [`ExecResult`] ([`CommandState`],
+//!   [`Notice`]); [`exec_stream`](Session::exec_stream) → [`ExecStream`] of
+//!   [`StreamEvent`]s; [`follow`](ShellSession::follow) → [`Follow`] of [`FollowEvent`]s;
+//!   [`read_output`](Session::read_output) ([`ReadOptions`]);
+//!   [`interrupt`](Session::interrupt) ([`Interrupt`]); [`stop_command`](Session::stop_command)
+//!   → [`StopReport`]; [`history`](Session::history) → [`HistoryEntry`];
+//!   [`info`](Session::info) → [`SessionInfo`] ([`Endpoint`], [`SessionStatus`]) and
+//!   [`subscribe_status`](Session::subscribe_status) → [`StatusEvent`]s.
+//! - [`SessionManager`]: named sessions shared safely between tasks ([`validate_name`]),
+//!   on pooled connections ([`ConnectionInfo`]) that reconnect by themselves.
+//! - [`error`]: [`Error`], whose [`kind`](Error::kind) is an [`ErrorKind`] for front ends to
+//!   map to their own codes; [`Result`].
 #![warn(missing_docs)]
 
 pub mod config;
@@ -76,3 +97,19 @@ pub use session::{
     SessionStatus, ShellSession, StatusEvent, StopReport, StreamEvent,
 };
 pub use transport::{Transport, TransportKind};
+
+// The handles programs share between tasks and threads, checked at compile time: a field
+// that stopped being Send or Sync would break every caller that spawns with them.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<SessionManager>();
+    send_sync::<ShellSession>();
+    send_sync::<Follow>();
+    send_sync::<ExecStream>();
+    send_sync::<ExecResult>();
+    send_sync::<ConnectOptions>();
+    send_sync::<HostSpec>();
+    send_sync::<Error>();
+    send_sync::<transport::russh::RusshTransport>();
+    send_sync::<transport::openssh::OpenSshTransport>();
+};

@@ -1,4 +1,5 @@
 //! Authentication through a real ssh-agent, and the password callback's wiring.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};

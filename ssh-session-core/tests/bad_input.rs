@@ -1,4 +1,5 @@
 //! Bad input gets a clear, actionable error and leaves everything else working.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::{Duration, Instant};
 

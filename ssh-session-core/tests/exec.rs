@@ -1,4 +1,5 @@
 //! Commands on a persistent shell: exact output, exit codes and state, on a real sshd.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use ssh_session_core::{CommandState, ExecOptions, Session};
 use ssh_session_testkit::prelude::*;

@@ -1,6 +1,7 @@
 //! Following a command live (what the CLI streams and the MCP server reports progress on):
 //! every byte once and in order, ticks while it is quiet, the timeout, and a follower
 //! dropped midway leaving the rest to `read_output`. Real sshd, both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! Long-running and interactive commands: timeouts, reading on, input, interrupts,
 //! full-screen programs, queueing and the busy rule, on a real sshd.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::{Duration, Instant};
 

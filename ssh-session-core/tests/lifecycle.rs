@@ -2,6 +2,7 @@
 //! always closes with its final event (killed by `stop_command`, cut off with its link),
 //! and replacing a wedged shell while another command waits its turn starts one shell,
 //! never two. Real sshd, both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! The manager's lifecycle on a dedicated sshd: metadata, close, and a shutdown that leaves
 //! no remote process behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The OpenSSH backend on a real sshd: exec, PTY shells, resize, tunnels, cleanup, the
 //! failures it must classify, and a whole `ShellSession` over it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! Persistent (tmux) sessions through real link cuts and a client "restart" (a new
 //! manager), for both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
 //! A session without a PTY: the shell runs on plain pipes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
 //! Connection pooling and jump hosts, on real sshds, for both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! by itself, restores cwd and exported variables, never returns a wrong result, and reports
 //! its status changes in order. Real sshd, real faults (a proxy of ours on loopback, real
 //! process kills), for both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
 //! Volume and concurrency: huge output in bounded memory, parallel sessions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::{Duration, Instant};
 

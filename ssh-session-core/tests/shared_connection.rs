@@ -1,6 +1,7 @@
 //! A persistent (tmux) session and a plain one sharing one pooled connection: when that
 //! connection dies (its sshd process killed, or the link cut), both recover on the new one
 //! with their state, and no command is lost or answered wrongly. Both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! The shell dies (exit, exec, kill): the result says so and the next command gets a new
 //! shell with cwd and exported variables restored.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use ssh_session_core::{CommandState, Notice};
 use ssh_session_testkit::prelude::*;

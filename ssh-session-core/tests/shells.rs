@@ -4,6 +4,7 @@
 //! Each case runs its own sshd whose `ForceCommand` stands in for the user's login shell:
 //! sshd runs it exactly where it would run the login shell, with the client's exec command
 //! in `$SSH_ORIGINAL_COMMAND`, which the wrapper hands to `SHELL -c` as a login shell would.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! `~/.ssh/config` support against the real OpenSSH client (`ssh -G`, which never connects),
 //! and the built-in parser checked against it. Every path is absolute: OpenSSH takes `~`
 //! from the passwd entry, not `$HOME`, so a temp config cannot rely on it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

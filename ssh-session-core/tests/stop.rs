@@ -1,4 +1,5 @@
 //! Stopping a command that will not stop: Ctrl-C, SIGTERM, SIGKILL, then the shell itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::time::Duration;
 

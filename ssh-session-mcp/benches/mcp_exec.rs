@@ -1,6 +1,7 @@
 //! `cargo bench -p ssh-session-mcp --bench mcp_exec`: the MCP server's exec latency as an
 //! agent sees it, next to MCP no-op calls in the same run (see `mcp_bench.py`). Needs the
 //! venv `.ci/run` creates (or `SSH_SESSION_MCP_PYTHON`). `BENCH_N` sets the sample count.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::path::PathBuf;
 use std::process::Command;

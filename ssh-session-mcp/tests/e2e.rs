@@ -1,6 +1,7 @@
 //! The built `ssh-session-mcp` driven by a real MCP client (the official Python SDK, in
 //! the venv `.ci/run` creates) against the test kit's real OpenSSH sshd. Each scenario is
 //! one Python process with its own server, so they run in parallel like any other tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::path::PathBuf;
 use std::process::Command;

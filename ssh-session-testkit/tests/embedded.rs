@@ -1,5 +1,6 @@
 //! The embedded russh server, driven by the OpenSSH client and by a russh
 //! client (which can send terminal modes, window changes and signals).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 mod common;
 

@@ -3,6 +3,7 @@
 //!
 //! Timing assertions are lower bounds only: the machine is shared, so
 //! anything can be slower than expected, but a delay can never be shorter.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The real-OpenSSH test server: it starts, accepts exactly its keys, and
 //! never outlives its owner or the test process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 mod common;
 

@@ -21,7 +21,7 @@ enum Event {
 }
 
 /// Serves an attached client until it detaches or hangs up.
-pub async fn run(
+pub(super) async fn run(
     session: ShellSession,
     mut lines: LineReader,
     mut w: Writer,

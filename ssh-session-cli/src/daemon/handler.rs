@@ -19,19 +19,19 @@ use crate::protocol::{
 };
 
 /// The reading side of a client connection, one JSON message per line.
-pub type LineReader = Lines<BufReader<OwnedReadHalf>>;
+pub(super) type LineReader = Lines<BufReader<OwnedReadHalf>>;
 
 /// Writes responses to a client.
-pub struct Writer(OwnedWriteHalf);
+pub(super) struct Writer(OwnedWriteHalf);
 
 impl Writer {
     /// Sends one response.
-    pub async fn send(&mut self, response: &Response) -> std::io::Result<()> {
+    pub(super) async fn send(&mut self, response: &Response) -> std::io::Result<()> {
         self.0.write_all(&to_line(response)).await
     }
 
     /// Sends a core error as a response.
-    pub async fn error(&mut self, e: &ssh_session_core::Error) -> std::io::Result<()> {
+    pub(super) async fn error(&mut self, e: &ssh_session_core::Error) -> std::io::Result<()> {
         self.send(&Response::Error {
             error: classify(e),
             message: e.to_string(),
@@ -41,7 +41,7 @@ impl Writer {
 }
 
 /// Serves one client until it hangs up. Errors only end this connection.
-pub async fn serve_client(daemon: Arc<Daemon>, stream: UnixStream, _guard: ClientGuard) {
+pub(super) async fn serve_client(daemon: Arc<Daemon>, stream: UnixStream, _guard: ClientGuard) {
     if let Err(e) = serve(&daemon, stream).await {
         tracing::debug!("client connection ended: {e}");
     }

@@ -32,7 +32,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 const ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 /// State shared by every connection task.
-pub struct Daemon {
+pub(crate) struct Daemon {
     /// The sessions.
     pub manager: SessionManager,
     /// Open client connections and the last time anything happened, for the idle exit.
@@ -56,7 +56,7 @@ struct Activity {
 }
 
 /// Counts a client connection for as long as it lives.
-pub struct ClientGuard {
+pub(crate) struct ClientGuard {
     daemon: Arc<Daemon>,
 }
 
@@ -68,7 +68,7 @@ impl Drop for ClientGuard {
 }
 
 /// Counts a `daemon stop` request until its answer is written.
-pub struct AnswerGuard<'a>(&'a Daemon);
+pub(crate) struct AnswerGuard<'a>(&'a Daemon);
 
 impl Drop for AnswerGuard<'_> {
     fn drop(&mut self) {
@@ -78,7 +78,7 @@ impl Drop for AnswerGuard<'_> {
 
 impl Daemon {
     /// Notes activity, postponing the idle exit.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         *self.activity.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
@@ -91,7 +91,7 @@ impl Daemon {
     }
 
     /// Whether the daemon is stopping: new requests must not start.
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
 
@@ -99,7 +99,7 @@ impl Daemon {
     /// closed (persistent ones detached: their remote shells survive for a later daemon
     /// to re-adopt). The socket no longer accepts by then; it is removed and the lock
     /// released once the answer is written. Idempotent.
-    pub async fn stop_for_client(&self) -> AnswerGuard<'_> {
+    pub(crate) async fn stop_for_client(&self) -> AnswerGuard<'_> {
         self.answering.send_modify(|n| *n += 1);
         let guard = AnswerGuard(self);
         self.request_stop();
@@ -132,7 +132,7 @@ impl Daemon {
 /// is refused, so the client starts a new daemon), the sessions are closed, and the
 /// socket is unlinked only right before the lock is released; the new daemon waits for
 /// that lock (bounded) instead of leaving.
-pub fn run(paths: Paths, idle_timeout: Duration, foreground: bool) -> Result<(), CliError> {
+pub(crate) fn run(paths: Paths, idle_timeout: Duration, foreground: bool) -> Result<(), CliError> {
     init_logging();
     paths.ensure_private_dir()?;
     let lock = match take_lock(&paths)? {

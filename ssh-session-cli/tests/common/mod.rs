@@ -11,17 +11,17 @@ use ssh_session_testkit::Sshd;
 use tempfile::TempDir;
 
 /// Upper bound for any single CLI invocation in the tests (never a timing assertion).
-pub const LIMIT: Duration = Duration::from_secs(90);
+pub(crate) const LIMIT: Duration = Duration::from_secs(90);
 
 /// The built binary.
-pub fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ssh-session"))
 }
 
 /// One test's private world: a runtime dir with the daemon's socket, isolated from the
 /// user's ~/.ssh (no agent, /dev/null ssh config, the kit's known_hosts). Dropping it
 /// stops the daemon (`daemon stop`, then SIGKILL if it is still there).
-pub struct Env {
+pub(crate) struct Env {
     pub dir: TempDir,
     pub runtime: PathBuf,
     pub socket: PathBuf,
@@ -31,7 +31,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new() -> Env {
+    pub(crate) fn new() -> Env {
         let dir = tempfile::Builder::new().prefix("ssc-").tempdir().unwrap();
         let runtime = dir.path().join("rt");
         let socket = runtime.join("daemon.sock");
@@ -45,13 +45,13 @@ impl Env {
     }
 
     /// Sets an environment variable for every later invocation.
-    pub fn with(mut self, key: &str, value: &str) -> Env {
+    pub(crate) fn with(mut self, key: &str, value: &str) -> Env {
         self.vars.push((key.into(), value.into()));
         self
     }
 
     /// The environment every invocation gets: `None` removes a variable.
-    pub fn vars(&self) -> Vec<(String, Option<String>)> {
+    pub(crate) fn vars(&self) -> Vec<(String, Option<String>)> {
         let set = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
         let mut vars = vec![
             ("XDG_RUNTIME_DIR".to_string(), None),
@@ -71,7 +71,7 @@ impl Env {
     }
 
     /// A command with this environment's isolation applied.
-    pub fn cmd(&self) -> assert_cmd::Command {
+    pub(crate) fn cmd(&self) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::new(bin());
         cmd.timeout(LIMIT);
         for (k, v) in self.vars() {
@@ -84,12 +84,12 @@ impl Env {
     }
 
     /// Runs `ssh-session ARGS` and returns its output, whatever the exit code.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
 
     /// Runs and requires success, returning stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -103,7 +103,7 @@ impl Env {
     }
 
     /// Opens session `name` on the kit's sshd.
-    pub fn connect(&self, name: &str) {
+    pub(crate) fn connect(&self, name: &str) {
         let port = self.sshd.port().to_string();
         let user = self.sshd.user();
         let key = self.sshd.user_key().display().to_string();
@@ -121,14 +121,14 @@ impl Env {
     }
 
     /// The daemon's pid, if one answers.
-    pub fn daemon_pid(&self) -> Option<u32> {
+    pub(crate) fn daemon_pid(&self) -> Option<u32> {
         let out = self.ok(&["daemon", "status", "--json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["pid"].as_u64().map(|p| p as u32)
     }
 
     /// The daemon's log, for failure messages.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let log = std::fs::read_to_string(self.socket.with_extension("log")).unwrap_or_default();
         format!("--- daemon log ---\n{log}")
     }
@@ -162,7 +162,7 @@ impl Env {
 }
 
 /// Whether `pid` runs (a zombie does not count: it holds nothing any more).
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(')')
@@ -173,7 +173,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// SIGKILL.
-pub fn kill9(pid: u32) {
+pub(crate) fn kill9(pid: u32) {
     // SAFETY: kill(2) on a pid the test got from the daemon it started.
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGKILL);
@@ -181,7 +181,7 @@ pub fn kill9(pid: u32) {
 }
 
 /// Polls `condition` until it holds or `limit` passes; returns whether it held.
-pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if condition() {
@@ -195,12 +195,12 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 }
 
 /// The permission bits of `path`.
-pub fn mode(path: &Path) -> u32 {
+pub(crate) fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 /// stdout and stderr as text, for assertions and messages.
-pub fn text(out: &Output) -> (String, String) {
+pub(crate) fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -20,7 +20,7 @@ pub(crate) struct Dump(Vec<(String, String)>);
 
 impl Dump {
     /// Parses `ssh -G` output. Lines without a value (none in practice) are kept with "".
-    pub fn parse(text: &str) -> Dump {
+    pub(super) fn parse(text: &str) -> Dump {
         Dump(
             text.lines()
                 .filter(|l| !l.trim().is_empty())
@@ -33,12 +33,12 @@ impl Dump {
     }
 
     /// Appends a line.
-    pub fn push(&mut self, key: &str, value: &str) {
+    pub(super) fn push(&mut self, key: &str, value: &str) {
         self.0.push((key.to_string(), value.to_string()));
     }
 
     /// The first value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
@@ -46,7 +46,7 @@ impl Dump {
     }
 
     /// Every value of a repeated key, in order.
-    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(super) fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0
             .iter()
             .filter(move |(k, _)| k == key)

@@ -53,7 +53,7 @@ pub(crate) struct Local {
 
 impl Local {
     /// The current process's user and host.
-    pub fn current() -> Local {
+    pub(super) fn current() -> Local {
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
         let (user, home) = passwd_entry(uid)

@@ -29,6 +29,15 @@ pub struct SessionManager {
     inner: Arc<ManagerInner>,
 }
 
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("sessions", &self.names())
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
 #[derive(Default)]
 struct ManagerInner {
     slots: RwLock<BTreeMap<String, Slot>>,

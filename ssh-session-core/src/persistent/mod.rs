@@ -72,9 +72,9 @@ use channel::{read_header, start_control, Acks, TmuxEvents, TmuxInput};
 use script::SetupArgs;
 
 /// The default tmux socket (`tmux -L`) for persistent sessions.
-pub const DEFAULT_SOCKET: &str = "ssh-session";
+pub(crate) const DEFAULT_SOCKET: &str = "ssh-session";
 /// The default log cap: 64 MiB per session.
-pub const DEFAULT_MAX_LOG_BYTES: u64 = 64 << 20;
+pub(crate) const DEFAULT_MAX_LOG_BYTES: u64 = 64 << 20;
 
 /// How long creating or attaching may take before [`TmuxShell::open`] gives up.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -82,7 +82,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Where persistent shells live on a host: which tmux server, and how much output is kept.
 /// The free functions [`list`] and [`kill`] use the defaults.
 #[derive(Clone, Debug)]
-pub struct TmuxShell {
+pub(crate) struct TmuxShell {
     /// The tmux socket name (`tmux -L`); `[A-Za-z0-9._-]`, default [`DEFAULT_SOCKET`].
     pub socket: String,
     /// Bytes of output kept per session for clients that reconnect; older bytes are
@@ -102,7 +102,7 @@ impl Default for TmuxShell {
 
 /// Output printed before an attachment's first byte that it will not deliver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gap {
+pub(crate) enum Gap {
     /// `resume_from` was `None` and the session already existed: delivery starts at the end
     /// of what it had printed; `skipped` bytes came before.
     NotResumed {
@@ -129,7 +129,7 @@ pub enum Gap {
 
 /// What [`TmuxShell::open`] found and where the Channel's stream starts.
 #[derive(Clone, Debug)]
-pub struct TmuxAttachment {
+pub(crate) struct TmuxAttachment {
     /// A new shell was started: the caller must prime it. `false`: the existing shell,
     /// with its directory, variables and jobs, was attached.
     pub created: bool,
@@ -151,25 +151,25 @@ pub struct TmuxAttachment {
 impl TmuxAttachment {
     /// The stream offset after the last byte delivered through the Channel's events so far
     /// (`start` + bytes read). Pass it as `resume_from` when attaching again.
-    pub fn offset(&self) -> u64 {
+    pub(crate) fn offset(&self) -> u64 {
         self.offset.load(Ordering::Acquire)
     }
 }
 
 /// [`TmuxShell::list`] on the default socket.
-pub async fn list(transport: &dyn Transport) -> Result<Vec<String>> {
+pub(crate) async fn list(transport: &dyn Transport) -> Result<Vec<String>> {
     TmuxShell::default().list(transport).await
 }
 
 /// [`TmuxShell::kill`] on the default socket.
-pub async fn kill(transport: &dyn Transport, name: &str) -> Result<bool> {
+pub(crate) async fn kill(transport: &dyn Transport, name: &str) -> Result<bool> {
     TmuxShell::default().kill(transport, name).await
 }
 
 impl TmuxShell {
     /// Opens the persistent shell `name` (created if absent, attached otherwise) with the
     /// login shell; see [`open_command`](Self::open_command).
-    pub async fn open(
+    pub(crate) async fn open(
         &self,
         transport: &dyn Transport,
         name: &str,
@@ -189,7 +189,7 @@ impl TmuxShell {
     /// client: delivery starts at the end of what was printed so far ([`Gap::NotResumed`]).
     /// A new session always starts at 0. `command` and the pty's term and size only apply
     /// when the session is created; an existing window keeps its size until resized.
-    pub async fn open_command(
+    pub(crate) async fn open_command(
         &self,
         transport: &dyn Transport,
         name: &str,
@@ -324,7 +324,7 @@ impl TmuxShell {
 
     /// The persistent sessions on the host (their names, without the `ssh-session-`
     /// prefix), sorted. Empty when the tmux server is not running.
-    pub async fn list(&self, transport: &dyn Transport) -> Result<Vec<String>> {
+    pub(crate) async fn list(&self, transport: &dyn Transport) -> Result<Vec<String>> {
         self.check_socket()?;
         let out = run(transport, &script::list(&self.socket)).await?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -340,7 +340,7 @@ impl TmuxShell {
 
     /// Kills the persistent session `name` (its shell and every job in it) and removes its
     /// log. Returns whether a session was there; removing the log happens either way.
-    pub async fn kill(&self, transport: &dyn Transport, name: &str) -> Result<bool> {
+    pub(crate) async fn kill(&self, transport: &dyn Transport, name: &str) -> Result<bool> {
         crate::validate_name(name)?;
         self.check_socket()?;
         let out = run(transport, &script::kill(&self.socket, name)).await?;

@@ -4,7 +4,7 @@ use super::{Nonce, TOKEN_PREFIX};
 
 /// Which quoting the remote shell understands, learned from the prime's ready marker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShellFlavor {
+pub(crate) enum ShellFlavor {
     /// bash, zsh or ksh: `$'\ooo'` quoting is available, no fork needed for control bytes.
     Extended,
     /// A plain POSIX shell (dash, ash): control bytes go through `printf`.
@@ -145,7 +145,7 @@ pub(crate) fn prime_script(
 /// the shell reads it completely before running it; `eval` then runs it at top level, where
 /// `cd`, `export`, functions and aliases persist exactly as if typed. The done marker
 /// carries `id`, so a marker from an earlier command can never complete this one.
-pub fn command_line(command: &str, flavor: ShellFlavor, id: u64) -> Option<String> {
+pub(crate) fn command_line(command: &str, flavor: ShellFlavor, id: u64) -> Option<String> {
     if command.contains('\0') {
         return None;
     }

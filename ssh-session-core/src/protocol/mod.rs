@@ -16,7 +16,7 @@
 mod encode;
 mod parser;
 
-pub use encode::{command_line, ShellFlavor};
+pub(crate) use encode::{command_line, ShellFlavor};
 pub(crate) use encode::{prime_script, Output, Restore};
 pub(crate) use parser::{Event, MarkerParser, OnlcrDecoder};
 
@@ -24,11 +24,11 @@ use rand::RngCore;
 
 /// The per-shell secret that makes markers unguessable: 128 random bits as 32 hex digits.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Nonce(String);
+pub(crate) struct Nonce(String);
 
 impl Nonce {
     /// Draws a fresh nonce from the operating system's CSPRNG.
-    pub fn random() -> Self {
+    pub(crate) fn random() -> Self {
         let mut bytes = [0u8; 16];
         rand::rng().fill_bytes(&mut bytes);
         Nonce(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -41,7 +41,7 @@ impl Nonce {
     }
 
     /// The hex digits.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 

@@ -54,6 +54,14 @@ pub struct SshSessionServer {
     tool_router: ToolRouter<Self>,
 }
 
+impl std::fmt::Debug for SshSessionServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshSessionServer")
+            .field("manager", &self.manager)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SshSessionServer {
     /// A server over `manager`, configured by `config` (checked here).
     pub fn new(manager: SessionManager, config: Config) -> Result<Self> {

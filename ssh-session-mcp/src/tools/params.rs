@@ -10,7 +10,7 @@ use serde::Deserialize;
 pub struct ConnectArgs {
     /// Session name: 1-64 of A-Z a-z 0-9 . _ -
     pub name: String,
-    /// ~/.ssh/config alias or [user@]host[:port]
+    /// ~/.ssh/config alias or `[user@]host[:port]`
     pub host: String,
     /// Remote user (overrides host)
     pub user: Option<String>,

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs `ssh ARGS`, feeding `stdin`, killing it after `limit`.
-pub fn ssh(args: &[String], stdin: &[u8], limit: Duration) -> Output {
+pub(crate) fn ssh(args: &[String], stdin: &[u8], limit: Duration) -> Output {
     let mut child = Command::new("ssh")
         .args(args)
         .stdin(Stdio::piped())
@@ -38,14 +38,14 @@ pub fn ssh(args: &[String], stdin: &[u8], limit: Duration) -> Output {
 }
 
 /// Replaces the value after `-i` in OpenSSH client arguments.
-pub fn with_key(mut args: Vec<String>, key: &std::path::Path) -> Vec<String> {
+pub(crate) fn with_key(mut args: Vec<String>, key: &std::path::Path) -> Vec<String> {
     let i = args.iter().position(|a| a == "-i").expect("-i in args");
     args[i + 1] = key.display().to_string();
     args
 }
 
 /// True if `pid` no longer runs (gone, or a zombie nobody reaped yet).
-pub fn is_dead(pid: u32) -> bool {
+pub(crate) fn is_dead(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => {
@@ -58,7 +58,7 @@ pub fn is_dead(pid: u32) -> bool {
 }
 
 /// Waits until `pid` is dead, up to `limit`.
-pub fn wait_dead(pid: u32, limit: Duration) -> bool {
+pub(crate) fn wait_dead(pid: u32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if is_dead(pid) {
@@ -69,6 +69,6 @@ pub fn wait_dead(pid: u32, limit: Duration) -> bool {
     is_dead(pid)
 }
 
-pub fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
