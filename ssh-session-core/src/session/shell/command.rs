@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::machine::GoneCause;
+use super::effects::GoneCause;
 use crate::error::{Error, Result};
 use crate::session::output::OutputBuffer;
 use crate::session::stream::{Sink, StreamEvent};

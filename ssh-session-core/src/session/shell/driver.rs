@@ -9,8 +9,9 @@ use tokio::sync::{broadcast, mpsc, watch, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::effects::GoneCause;
 use super::effects::{Begun, Effects, Opening, Refusal};
-use super::machine::{GoneCause, Machine};
+use super::machine::Machine;
 use super::reconnect::connection_alive;
 use super::{spawn, Endpoint, Reconnector};
 use crate::error::{Error, Result};

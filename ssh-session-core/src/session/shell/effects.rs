@@ -1,16 +1,53 @@
-//! What the [`Machine`](super::machine::Machine)'s transitions return: the effects the
-//! driver commits once the lock is released, and the answers to its questions (may a
-//! command begin, who starts the shell, has the shell answered its prime).
+//! The vocabulary of the [`Machine`](super::machine::Machine)'s transitions: why a shell
+//! ended, the effects the driver commits once the lock is released, and the answers to
+//! its questions (may a command begin, who starts the shell, has it answered its prime).
 
+use std::fmt;
 use std::sync::Arc;
 use std::task::Waker;
 
-use super::machine::GoneCause;
 use crate::error::Error;
 use crate::protocol::Nonce;
 use crate::session::stream::Sink;
 use crate::session::types::StatusEvent;
 use crate::transport::ChannelInput;
+
+/// Why a shell ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum GoneCause {
+    /// It exited with this status (`exit 3`, `exec true`).
+    Exited(i32),
+    /// It was killed by this signal.
+    Signalled(String),
+    /// Its channel closed without saying why, while the connection stayed up.
+    ChannelClosed,
+    /// The connection carrying it was lost.
+    LinkLost,
+    /// It was killed on purpose, because its command would not stop.
+    Replaced,
+    /// A persistent shell's tmux session was gone when the session came back for it.
+    TmuxGone,
+    /// The session was closed.
+    Closed,
+}
+
+impl fmt::Display for GoneCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GoneCause::Exited(code) => write!(f, "the shell exited with status {code}"),
+            GoneCause::Signalled(sig) => write!(f, "the shell was killed by SIG{sig}"),
+            GoneCause::ChannelClosed => f.write_str("the shell's channel was closed"),
+            GoneCause::LinkLost => f.write_str("the connection was lost"),
+            GoneCause::Replaced => {
+                f.write_str("the shell was killed because its command would not stop")
+            }
+            GoneCause::TmuxGone => {
+                f.write_str("the persistent shell's tmux session was gone after reconnecting")
+            }
+            GoneCause::Closed => f.write_str("the session was closed"),
+        }
+    }
+}
 
 /// What `Machine::claim_start` found.
 pub(super) enum Claim {

@@ -15,65 +15,33 @@
 //!                            Detached ── claim_start ──▶ Starting ── opened(Resume) ──▶ Ready
 //! ```
 //!
+//! All of it stays in this one file, so that the whole life can be read (and changed) in
+//! one place; what is not a state or a transition lives next door: the commands'
+//! bookkeeping (`command.rs`), the terminal (`terminal.rs`), the connection status
+//! (`link.rs`) and the transitions' vocabulary (`effects.rs`).
+//!
 //! Everything here is synchronous and runs under the session's state lock for
 //! microseconds: no I/O, no await. Each transition returns the `Effects` it caused
 //! (stream consumers to wake, status events, a reconnection to start); the driver commits
 //! them in one place once the lock is released. Events of a shell channel carry its
 //! generation, so a late event from a replaced channel can never touch its successor.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::command::{Commands, Outcome};
-use super::effects::{Begun, Claim, ClosingShell, Effects, Opening, PrimeVerdict, Refusal};
+use super::effects::{
+    Begun, Claim, ClosingShell, Effects, GoneCause, Opening, PrimeVerdict, Refusal,
+};
+use super::link::Link;
 use super::terminal::Terminal;
 use crate::error::{Error, Result};
 use crate::protocol::{command_line, Event, MarkerParser, Nonce, ShellFlavor};
-use crate::session::types::{
-    ExecResult, HistoryEntry, Notice, SessionInfo, SessionStatus, StatusEvent,
-};
+use crate::session::types::{ExecResult, HistoryEntry, Notice, SessionInfo, SessionStatus};
 use crate::transport::ChannelInput;
 
 /// What a priming shell printed, kept (bounded) for the error if it never gets ready.
 const PRIME_LOG_CAP: usize = 4096;
-
-/// Why a shell ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum GoneCause {
-    /// It exited with this status (`exit 3`, `exec true`).
-    Exited(i32),
-    /// It was killed by this signal.
-    Signalled(String),
-    /// Its channel closed without saying why, while the connection stayed up.
-    ChannelClosed,
-    /// The connection carrying it was lost.
-    LinkLost,
-    /// It was killed on purpose, because its command would not stop.
-    Replaced,
-    /// A persistent shell's tmux session was gone when the session came back for it.
-    TmuxGone,
-    /// The session was closed.
-    Closed,
-}
-
-impl fmt::Display for GoneCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GoneCause::Exited(code) => write!(f, "the shell exited with status {code}"),
-            GoneCause::Signalled(sig) => write!(f, "the shell was killed by SIG{sig}"),
-            GoneCause::ChannelClosed => f.write_str("the shell's channel was closed"),
-            GoneCause::LinkLost => f.write_str("the connection was lost"),
-            GoneCause::Replaced => {
-                f.write_str("the shell was killed because its command would not stop")
-            }
-            GoneCause::TmuxGone => {
-                f.write_str("the persistent shell's tmux session was gone after reconnecting")
-            }
-            GoneCause::Closed => f.write_str("the session was closed"),
-        }
-    }
-}
 
 /// A shell channel the session reads and types into.
 struct Live {
@@ -116,7 +84,7 @@ pub(super) struct Machine {
     name: String,
     persistent: bool,
     pty: bool,
-    status: SessionStatus,
+    link: Link,
     closed: bool,
     life: Life,
     generation: u64,
@@ -127,9 +95,6 @@ pub(super) struct Machine {
     commands: Commands,
     created: SystemTime,
     last_activity: SystemTime,
-    last_error: Option<(String, SystemTime)>,
-    reconnects: u32,
-    connected_since: Option<SystemTime>,
     resumed: bool,
 }
 
@@ -146,11 +111,12 @@ pub(super) struct Settings {
 impl Machine {
     pub(super) fn new(settings: Settings) -> Self {
         let now = SystemTime::now();
+        let name = settings.name;
         Machine {
-            name: settings.name,
+            link: Link::new(&name),
+            name,
             persistent: settings.persistent,
             pty: settings.pty.is_some(),
-            status: SessionStatus::Connecting,
             closed: false,
             life: Life::Gone(None),
             generation: 0,
@@ -161,9 +127,6 @@ impl Machine {
             commands: Commands::new(settings.max_output, settings.history_limit),
             created: now,
             last_activity: now,
-            last_error: None,
-            reconnects: 0,
-            connected_since: None,
             resumed: false,
         }
     }
@@ -173,28 +136,15 @@ impl Machine {
     /// The connection status changes (connected, reconnecting n of N, error).
     pub(super) fn set_status(&mut self, status: SessionStatus) -> Effects {
         let mut fx = Effects::default();
-        if self.closed || self.status == status {
-            return fx;
+        if !self.closed {
+            fx.status.extend(self.link.set_status(status));
         }
-        match &status {
-            SessionStatus::Connected => self.connected_since = Some(SystemTime::now()),
-            SessionStatus::Error { detail, at } => {
-                self.last_error = Some((detail.clone(), *at));
-            }
-            _ => {}
-        }
-        self.status = status.clone();
-        fx.status.push(StatusEvent {
-            session: self.name.clone(),
-            status,
-            at: SystemTime::now(),
-        });
         fx
     }
 
     /// The connection was lost (noted even if reconnecting then succeeds).
     pub(super) fn note_link_lost(&mut self, cause: &str) {
-        self.last_error = Some((format!("connection lost: {cause}"), SystemTime::now()));
+        self.link.note_lost(cause);
     }
 
     /// A reconnection succeeded: the next command says so (and that its shell is new, if
@@ -204,7 +154,7 @@ impl Machine {
             cause: cause.to_string(),
             attempts,
         }]);
-        self.reconnects += 1;
+        self.link.reconnected();
         self.set_status(SessionStatus::Connected)
     }
 
@@ -564,7 +514,7 @@ impl Machine {
                 reason: "it contains a NUL byte, which cannot be typed into a shell".into(),
             }));
         };
-        match &self.status {
+        match self.link.status() {
             SessionStatus::Connecting | SessionStatus::Reconnecting { .. } => {
                 return Err(Refusal::Wait)
             }
@@ -724,14 +674,8 @@ impl Machine {
         self.closed = true;
         self.finish(Outcome::ShellGone(GoneCause::Closed), &mut fx);
         self.life = Life::Gone(Some(GoneCause::Closed));
-        if self.status != SessionStatus::Closed {
-            self.status = SessionStatus::Closed;
-            fx.status.push(StatusEvent {
-                session: self.name.clone(),
-                status: SessionStatus::Closed,
-                at: SystemTime::now(),
-            });
-        }
+        fx.status
+            .extend(self.link.set_status(SessionStatus::Closed));
         fx
     }
 
@@ -744,7 +688,7 @@ impl Machine {
 
     /// The connection status.
     pub(super) fn status(&self) -> &SessionStatus {
-        &self.status
+        self.link.status()
     }
 
     /// The last known working directory, if any.
@@ -774,27 +718,17 @@ impl Machine {
     /// A snapshot for listings; `lost` says the connection is known dead even though no
     /// reader noticed yet.
     pub(super) fn info(&self, base: SessionInfo, lost: Option<String>) -> SessionInfo {
-        let mut status = self.status.clone();
-        if let (SessionStatus::Connected, Some(detail)) = (&status, lost) {
-            status = SessionStatus::Error {
-                detail,
-                at: self.last_activity,
-            };
-        }
-        SessionInfo {
-            status,
+        let base = SessionInfo {
             created: self.created,
             last_activity: self.last_activity,
             command_count: self.commands.count(),
             cwd: self.cwd.clone(),
             running: self.commands.running().map(|(command, _)| command),
-            last_error: self.last_error.clone(),
-            reconnects: self.reconnects,
-            connected_since: self.connected_since,
             persistent: self.persistent,
             resumed: self.resumed,
             ..base
-        }
+        };
+        self.link.info(base, lost, self.last_activity)
     }
 }
 

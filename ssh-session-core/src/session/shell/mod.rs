@@ -2,7 +2,8 @@
 //!
 //! - `machine.rs`: the shell's states and transitions, pure (no I/O); `command.rs`: the
 //!   bookkeeping of its commands (output, outcome, stream, history); `terminal.rs`: the
-//!   screen and the PTY's line endings; `effects.rs`: what transitions return.
+//!   screen and the PTY's line endings; `link.rs`: the connection status; `effects.rs`:
+//!   the vocabulary of transitions (why a shell ended, what they return).
 //! - `driver.rs`: the I/O around it — channel readers, typing, waiting, committing effects.
 //! - `spawn.rs`: opening and priming a shell, or re-attaching a persistent one.
 //! - `reconnect.rs`: the reconnection worker and loop.
@@ -14,6 +15,7 @@ mod command;
 mod driver;
 mod effects;
 mod follow;
+mod link;
 mod machine;
 mod reconnect;
 mod spawn;

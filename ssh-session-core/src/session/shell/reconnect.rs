@@ -9,8 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::driver::Driver;
-use super::effects::Claim;
-use super::machine::GoneCause;
+use super::effects::{Claim, GoneCause};
 use super::spawn;
 use crate::error::{Error, Result};
 use crate::session::types::SessionStatus;

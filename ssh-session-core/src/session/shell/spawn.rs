@@ -7,8 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::driver::Driver;
-use super::effects::{Opening, PrimeVerdict};
-use super::machine::GoneCause;
+use super::effects::{GoneCause, Opening, PrimeVerdict};
 use crate::error::{Error, Result};
 use crate::persistent::{self, TmuxShell};
 use crate::protocol::{prime_script, Nonce, Output, Restore};

@@ -101,7 +101,7 @@ pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
     }
     let result = driver.wait_result(Instant::now(), false).await?;
     let notices =
-        spawn::start_claimed(driver, Some(super::machine::GoneCause::Replaced), false).await?;
+        spawn::start_claimed(driver, Some(super::effects::GoneCause::Replaced), false).await?;
     driver.apply(|m| {
         m.add_notices(notices);
         Default::default()
