@@ -107,6 +107,34 @@ conformance! {
 }
 
 conformance! {
+    async fn a_wedged_persistent_shell_is_replaced_not_re_attached() {
+        let isolated = IsolatedTmux::start();
+        let sshd = &isolated.sshd;
+        let name = format!("wedge-{}-{}", backend(), std::process::id());
+        let m = SessionManager::new();
+        let config = SessionConfig {
+            stop_deadline: Duration::from_millis(1500),
+            ..persistent()
+        };
+        let s = m.open(&name, sshd.connect_options(backend()), config).await.unwrap();
+        run(&s, "cd /usr && export KEEP=yes").await;
+        // No marker can come back from this shell: only replacing it helps, and closing a
+        // tmux attachment only detaches, so the wedged shell itself must go.
+        let r = s
+            .exec("exec >/dev/null 2>&1; echo hidden", ExecOptions::timeout(Duration::from_millis(300)))
+            .await
+            .unwrap();
+        assert!(r.is_running());
+        let report = s.stop_command().await.unwrap();
+        assert!(report.shell_replaced);
+        assert_eq!(report.result.state, CommandState::Killed);
+        let r = run(&s, "pwd; echo $KEEP").await;
+        assert_eq!(r.text(), "/usr\nyes\n");
+        m.shutdown().await;
+    }
+}
+
+conformance! {
     async fn a_host_without_tmux_is_refused_clearly_and_the_manager_keeps_working() {
         // Commands on this sshd see a PATH with every program of /usr/bin except tmux.
         let bin = tempfile::tempdir().unwrap();
