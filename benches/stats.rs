@@ -59,6 +59,15 @@ pub(crate) fn ms(d: Duration) -> String {
     }
 }
 
+/// `a − b` in milliseconds, with a sign when negative.
+pub(crate) fn signed_ms(a: Duration, b: Duration) -> String {
+    if a >= b {
+        ms(a - b)
+    } else {
+        format!("−{}", ms(b - a))
+    }
+}
+
 /// A ratio such as `27.4×`.
 pub(crate) fn times(ratio: f64) -> String {
     if ratio >= 10.0 {
