@@ -62,9 +62,12 @@ conformance! {
         let m = SessionManager::new();
         let s = m.open("killed-stream", Sshd::shared().connect_options(backend()), config()).await.unwrap();
         run(&s, "cd /usr && export KEEP=1").await;
-        let mut stream = s.exec_stream(&format!("echo before; {WEDGE}"), ExecOptions::default()).await.unwrap();
-        // Stop it once it visibly runs (a Ctrl-C typed before the shell read the line
-        // would discard the line instead).
+        // Wedged before it prints: its first output (through fd 3) proves the shell's own
+        // output already goes nowhere, so a Ctrl-C cannot race the redirection.
+        let mut stream = s
+            .exec_stream("exec 3>&1 >/dev/null 2>&1; echo before >&3", ExecOptions::default())
+            .await
+            .unwrap();
         match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
             Ok(Some(StreamEvent::Output(bytes))) => assert_eq!(&bytes[..], b"before\n"),
             other => panic!("expected the first output, got {other:?}"),

@@ -312,22 +312,9 @@ impl SessionManager {
                     transport,
                     created,
                 } => SessionInfo {
-                    name: name.clone(),
-                    host: endpoint.host.clone(),
-                    user: endpoint.user.clone(),
-                    port: endpoint.port,
-                    transport: *transport,
-                    status: SessionStatus::Connecting,
                     created: *created,
                     last_activity: *created,
-                    command_count: 0,
-                    cwd: String::new(),
-                    running: None,
-                    last_error: None,
-                    reconnects: 0,
-                    connected_since: None,
-                    persistent: false,
-                    resumed: false,
+                    ..SessionInfo::new(name, endpoint, *transport)
                 },
             })
             .collect()

@@ -87,7 +87,8 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
-/// Reads events into `buf` until it holds `needle` (10 s at most).
+/// Reads events into `buf` until it holds `needle` (10 s at most). The test kit's
+/// `read_until` takes the published crate's channel types, not this test build's.
 async fn read_until(events: &mut Box<dyn EventSource>, buf: &mut Vec<u8>, needle: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     // Search only what is new (plus an overlap): big outputs stay linear.

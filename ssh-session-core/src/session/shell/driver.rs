@@ -96,6 +96,13 @@ impl Driver {
         f(&lock(&self.machine))
     }
 
+    /// A step that changes nothing anyone waits for (taking a result moves a read
+    /// cursor; claiming a start only matters to the claimer), so it wakes no waiter:
+    /// waking them would make a waiting loop that takes such a step spin.
+    pub(super) fn peek<T>(&self, step: impl FnOnce(&mut Machine) -> T) -> T {
+        step(&mut lock(&self.machine))
+    }
+
     /// Commits what a transition requires. Status events go out before the lock is
     /// released (a broadcast send never blocks), so that they can never overtake each
     /// other; everything else after it.
@@ -207,11 +214,13 @@ impl Driver {
         let source = options.source.as_deref().unwrap_or("api");
         let begun = loop {
             let since = self.watch();
-            match self.act(|m| match m.begin_command(command, source, stream) {
-                Ok((begun, fx)) => (Ok(begun), fx),
-                Err(refusal) => (Err(refusal), Effects::default()),
-            }) {
-                Ok(begun) => break begun,
+            // A refusal changes nothing (so it must not wake the waiters, this loop among
+            // them); a command begun is committed like any transition.
+            match self.peek(|m| m.begin_command(command, source, stream)) {
+                Ok((begun, effects)) => {
+                    self.apply(|_| effects);
+                    break begun;
+                }
                 Err(Refusal::Fail(e)) => return Err(e),
                 Err(Refusal::NeedShell(previous)) => {
                     let notices = spawn::start_claimed(self, previous, false).await?;
@@ -269,7 +278,7 @@ impl Driver {
         loop {
             let since = self.watch();
             let expired = Instant::now() >= deadline;
-            let polled = self.act(|m| (m.poll_result(on_output, expired), Effects::default()));
+            let polled = self.peek(|m| m.poll_result(on_output, expired));
             if let Some(result) = polled? {
                 return Ok(result);
             }

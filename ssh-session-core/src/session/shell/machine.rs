@@ -69,7 +69,6 @@ enum Life {
         live: Live,
         previous: Option<GoneCause>,
         log: Vec<u8>,
-        ready: Option<(u32, ShellFlavor)>,
         probed: bool,
     },
     /// Primed: commands may run.
@@ -147,13 +146,21 @@ impl Machine {
         self.link.note_lost(cause);
     }
 
-    /// A reconnection succeeded: the next command says so (and that its shell is new, if
-    /// it is), and the session is connected again.
-    pub(super) fn reconnected(&mut self, cause: &str, attempts: u32) -> Effects {
-        self.commands.add_notices([Notice::Reconnected {
-            cause: cause.to_string(),
-            attempts,
-        }]);
+    /// A reconnection succeeded: the next command says so, then what starting the shell
+    /// again brought (`notices`: a new shell, say), and the session is connected again.
+    pub(super) fn reconnected(
+        &mut self,
+        cause: &str,
+        attempts: u32,
+        notices: Vec<Notice>,
+    ) -> Effects {
+        self.commands.add_notices(
+            std::iter::once(Notice::Reconnected {
+                cause: cause.to_string(),
+                attempts,
+            })
+            .chain(notices),
+        );
         self.link.reconnected();
         self.set_status(SessionStatus::Connected)
     }
@@ -235,7 +242,6 @@ impl Machine {
                     live: live(MarkerParser::new(&nonce)),
                     previous,
                     log: Vec::new(),
-                    ready: None,
                     probed: false,
                 }
             }
@@ -244,32 +250,15 @@ impl Machine {
     }
 
     /// For the claimer of a start: has the shell answered its prime?
-    pub(super) fn prime_verdict(&mut self) -> PrimeVerdict {
-        match &mut self.life {
-            Life::Priming {
-                ready: Some((pid, flavor)),
-                ..
-            } => {
-                let (pid, flavor) = (*pid, *flavor);
-                let Life::Priming { live, .. } =
-                    std::mem::replace(&mut self.life, Life::Gone(None))
-                else {
-                    unreachable!("matched above")
-                };
-                self.shell_pid = Some(pid);
-                self.flavor = flavor;
-                self.life = Life::Ready(live);
-                PrimeVerdict::Ready
-            }
-            // Ready as soon as R arrives: the probe only tells a non-POSIX shell apart, and
-            // zsh may drop the probe line when its line editor was already reading.
+    pub(super) fn prime_verdict(&self) -> PrimeVerdict {
+        match &self.life {
+            Life::Ready(_) => PrimeVerdict::Ready,
             Life::Priming { probed: true, .. } => PrimeVerdict::NotPosix,
             Life::Priming { .. } => PrimeVerdict::Waiting,
             Life::Starting {
                 failed: Some(cause),
                 ..
             } => PrimeVerdict::Ended(cause.clone()),
-            Life::Ready(_) => PrimeVerdict::Ready,
             Life::Starting { .. } | Life::Gone(_) | Life::Detached(_) => {
                 PrimeVerdict::Ended(GoneCause::ChannelClosed)
             }
@@ -455,9 +444,17 @@ impl Machine {
                 let excess = log.len().saturating_sub(PRIME_LOG_CAP);
                 log.drain(..excess);
             }
-            (Life::Priming { ready, .. }, Event::Ready { pid, flavor, cwd }) => {
-                *ready = Some((pid, flavor));
+            (Life::Priming { .. }, Event::Ready { pid, flavor, cwd }) => {
+                // Ready as soon as R arrives: the probe only tells a non-POSIX shell apart,
+                // and zsh may drop the probe line when its line editor was already reading.
                 self.cwd = String::from_utf8_lossy(&cwd).into_owned();
+                self.shell_pid = Some(pid);
+                self.flavor = flavor;
+                if let Life::Priming { live, .. } =
+                    std::mem::replace(&mut self.life, Life::Gone(None))
+                {
+                    self.life = Life::Ready(live);
+                }
             }
             (Life::Priming { probed, .. }, Event::Probe) => {
                 *probed = true;

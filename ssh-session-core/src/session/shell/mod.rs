@@ -115,7 +115,7 @@ impl ShellSession {
             env_file_id,
         );
         tokio::spawn(reconnect::worker(Arc::downgrade(&driver), requests));
-        let started = match driver.act(|m| (m.claim_start(), Default::default())) {
+        let started = match driver.peek(|m| m.claim_start()) {
             Claim::Claimed { previous, resume } => {
                 spawn::start_claimed(&driver, previous, resume).await
             }

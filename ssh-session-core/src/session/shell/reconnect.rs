@@ -12,7 +12,7 @@ use super::driver::Driver;
 use super::effects::{Claim, GoneCause};
 use super::spawn;
 use crate::error::{Error, Result};
-use crate::session::types::SessionStatus;
+use crate::session::types::{Notice, SessionStatus};
 use crate::transport::{run, Transport};
 
 /// Whether `transport` still carries a working connection: a tiny exec answered in time.
@@ -118,8 +118,8 @@ async fn reconnect_loop(driver: &Arc<Driver>, cause: &str, attempts: u32) -> Res
         // in tmux, to be re-attached).
         driver.apply(|m| m.link_lost());
         match restore_shell(driver).await {
-            Ok(()) => {
-                driver.apply(|m| m.reconnected(cause, attempt));
+            Ok(notices) => {
+                driver.apply(|m| m.reconnected(cause, attempt, notices));
                 return Ok(());
             }
             Err(e) => {
@@ -132,20 +132,15 @@ async fn reconnect_loop(driver: &Arc<Driver>, cause: &str, attempts: u32) -> Res
 }
 
 /// Brings the shell back on the new connection, once any start already in progress (a
-/// restart that raced the loss) has ended.
-async fn restore_shell(driver: &Arc<Driver>) -> Result<()> {
+/// restart that raced the loss) has ended. Returns the notices of the shell's start.
+async fn restore_shell(driver: &Arc<Driver>) -> Result<Vec<Notice>> {
     let deadline = Instant::now() + driver.config.prime_timeout;
     loop {
         let since = driver.watch();
-        match driver.act(|m| (m.claim_start(), Default::default())) {
-            Claim::Ready => return Ok(()),
+        match driver.peek(|m| m.claim_start()) {
+            Claim::Ready => return Ok(Vec::new()),
             Claim::Claimed { previous, resume } => {
-                let notices = spawn::start_claimed(driver, previous, resume).await?;
-                driver.apply(|m| {
-                    m.add_notices(notices);
-                    Default::default()
-                });
-                return Ok(());
+                return spawn::start_claimed(driver, previous, resume).await;
             }
             Claim::InProgress => {
                 if !driver.changed_before(deadline, since).await {

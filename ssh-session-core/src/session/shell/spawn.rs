@@ -159,7 +159,7 @@ async fn prime(
     let deadline = Instant::now() + timeout;
     loop {
         let since = driver.watch();
-        let verdict = driver.act(|m| (m.prime_verdict(), Default::default()));
+        let verdict = driver.view(|m| m.prime_verdict());
         match verdict {
             PrimeVerdict::Ready => return Ok(()),
             PrimeVerdict::NotPosix => {
