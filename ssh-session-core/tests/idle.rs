@@ -27,14 +27,26 @@ async fn waiting_for_a_command_uses_no_cpu() {
     let (m, s) = session("idle").await;
     let wait = ExecOptions::timeout(Duration::from_secs(20));
     let before = cpu_time();
-    assert_eq!(s.exec("sleep 1.5; echo a", wait.clone()).await.unwrap().text(), "a\n");
-    let mut stream = s.exec_stream("sleep 1.5; echo b", wait.clone()).await.unwrap();
+    assert_eq!(
+        s.exec("sleep 1.5; echo a", wait.clone())
+            .await
+            .unwrap()
+            .text(),
+        "a\n"
+    );
+    let mut stream = s
+        .exec_stream("sleep 1.5; echo b", wait.clone())
+        .await
+        .unwrap();
     while stream.next().await.is_some() {}
     drop(stream);
     let mut follow = s.follow("sleep 1.5; echo c", wait).await.unwrap();
     while follow.next(None).await.unwrap().is_some() {}
     let used = cpu_time() - before;
     // 4.5 s of waiting; a spinning wait would use about as much CPU.
-    assert!(used < Duration::from_millis(900), "waiting used {used:?} of CPU");
+    assert!(
+        used < Duration::from_millis(900),
+        "waiting used {used:?} of CPU"
+    );
     m.shutdown().await;
 }

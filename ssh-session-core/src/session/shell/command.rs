@@ -69,18 +69,7 @@ impl CommandRun {
         let (output, dropped_bytes) = self.output.read_from(self.cursor);
         let (state, exit_code, end) = match &self.outcome {
             None => (CommandState::Running, None, now),
-            Some((outcome, at)) => {
-                let (state, code) = match outcome {
-                    Outcome::Exited(c) => (CommandState::Exited, Some(*c)),
-                    Outcome::ShellGone(GoneCause::Exited(c)) => {
-                        (CommandState::ShellExited, Some(*c))
-                    }
-                    Outcome::ShellGone(_) => (CommandState::ShellExited, None),
-                    Outcome::LinkLost => (CommandState::LinkLost, None),
-                    Outcome::Killed => (CommandState::Killed, None),
-                };
-                (state, code, *at)
-            }
+            Some((outcome, at)) => (outcome.state(), outcome.exit_code(), *at),
         };
         ExecResult {
             command: self.command.clone(),
@@ -92,6 +81,25 @@ impl CommandRun {
             output_bytes: self.output.total(),
             dropped_bytes,
             notices: self.notices.clone(),
+        }
+    }
+}
+
+impl Outcome {
+    fn state(&self) -> CommandState {
+        match self {
+            Outcome::Exited(_) => CommandState::Exited,
+            Outcome::ShellGone(_) => CommandState::ShellExited,
+            Outcome::LinkLost => CommandState::LinkLost,
+            Outcome::Killed => CommandState::Killed,
+        }
+    }
+
+    /// The command's exit code, or its shell's when the shell exited while it ran.
+    fn exit_code(&self) -> Option<i32> {
+        match self {
+            Outcome::Exited(c) | Outcome::ShellGone(GoneCause::Exited(c)) => Some(*c),
+            _ => None,
         }
     }
 }
@@ -241,15 +249,14 @@ impl Commands {
         };
         run.settle_stream();
         let now = Instant::now();
-        run.outcome = Some((outcome, now));
-        let result = run.result(cwd, now);
         if let Some((_, entry)) = self.history.iter_mut().rev().find(|(id, _)| *id == run.id) {
-            entry.exit_code = result.exit_code;
-            entry.duration = Some(result.duration);
+            entry.exit_code = outcome.exit_code();
+            entry.duration = Some(now.saturating_duration_since(run.started));
         }
+        run.outcome = Some((outcome, now));
         if let Some(sink) = run.stream.take() {
             // The bytes already went out as chunks.
-            let mut last = result;
+            let mut last = run.result(cwd, now);
             last.output.clear();
             run.cursor = run.output.total();
             wakers.extend(sink.push(StreamEvent::Finished(last)));

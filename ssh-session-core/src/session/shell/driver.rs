@@ -237,10 +237,8 @@ impl Driver {
             }
         };
         match begun.input.write(begun.line.as_bytes()).await {
-            Ok(()) => self.apply(|m| {
-                m.typed(begun.id);
-                Effects::default()
-            }),
+            // Nobody waits for a command to be typed: nobody is woken.
+            Ok(()) => self.peek(|m| m.typed(begun.id)),
             Err(e) => {
                 tracing::info!(session = %self.name, error = %e, "typing a command failed");
                 self.apply(|m| m.typing_failed(begun.id));
