@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use ssh_session_core::{CommandState, ExecOptions, FollowEvent, ReadOptions, Session};
+use ssh_session_core::{
+    CommandState, ExecOptions, FollowEvent, ReadOptions, Session, SessionConfig, SessionManager,
+};
 use ssh_session_testkit::prelude::*;
 
 conformance! {
@@ -85,6 +87,38 @@ conformance! {
             .await
             .unwrap();
         assert_eq!((rest.text().as_ref(), rest.exit_code), ("two\n", Some(0)));
+        m.shutdown().await;
+    }
+
+    async fn what_a_follower_keeps_is_bounded_head_and_tail() {
+        let config = SessionConfig { max_output_bytes: 64 << 10, ..Default::default() };
+        let m = SessionManager::new();
+        let s = m.open("follow-big", Sshd::shared().connect_options(backend()), config).await.unwrap();
+        // 1 MB between a head and a tail line, printed in many pieces.
+        let mut f = s
+            .follow(
+                "echo head; head -c 1000000 /dev/zero | tr '\\0' x; echo; echo tail",
+                ExecOptions::timeout(Duration::from_secs(20)),
+            )
+            .await
+            .unwrap();
+        let mut streamed = 0u64;
+        while let Some(event) = f.next(None).await.unwrap() {
+            if let FollowEvent::Output(bytes) = event {
+                streamed += bytes.len() as u64;
+            }
+        }
+        let r = f.into_result();
+        let printed = 5 + 1_000_000 + 1 + 5;
+        assert_eq!(r.exit_code, Some(0));
+        assert_eq!(r.output_bytes, printed);
+        // A follower slower than the command by more than the session's buffer misses the
+        // middle, counted, never silently: what it kept plus what was dropped is all of it.
+        assert!(streamed <= printed);
+        assert!(r.output.len() <= 64 << 10, "{} bytes kept", r.output.len());
+        assert_eq!(r.output.len() as u64 + r.dropped_bytes, printed);
+        assert!(r.output.starts_with(b"head\nxxx"));
+        assert!(r.output.ends_with(b"xxx\ntail\n"));
         m.shutdown().await;
     }
 }
