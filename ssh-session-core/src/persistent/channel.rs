@@ -145,7 +145,13 @@ impl TmuxInput {
         let answered = {
             let _order = self.order.lock().await;
             let answered = self.acks.expect(lines).ok_or_else(|| self.gone())?;
-            self.control.write(text.as_bytes()).await?;
+            if let Err(e) = self.control.write(text.as_bytes()).await {
+                // The control client's input is broken, and the write registered above will
+                // never be answered: every later reply would be matched to the wrong write.
+                self.ended.store(true, Ordering::Release);
+                self.acks.end();
+                return Err(e);
+            }
             answered
         };
         match tokio::time::timeout(ACK_TIMEOUT, answered).await {
@@ -382,5 +388,37 @@ impl Lines {
             out.push(String::from_utf8_lossy(&line[..nl]).trim_end().to_string());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Acks;
+
+    #[test]
+    fn replies_confirm_writes_in_order_and_an_ended_client_fails_the_rest() {
+        let acks = Acks::default();
+        let mut two_lines = acks.expect(2).unwrap();
+        let mut one = acks.expect(1).unwrap();
+        acks.reply(None);
+        assert!(
+            two_lines.try_recv().is_err(),
+            "one of its two lines is still unanswered"
+        );
+        acks.reply(Some("no such pane".into()));
+        assert_eq!(two_lines.try_recv().unwrap(), Err("no such pane".into()));
+        assert!(one.try_recv().is_err());
+        let late = acks.expect(1).unwrap();
+        acks.reply(None);
+        assert_eq!(one.try_recv().unwrap(), Ok(()));
+        acks.end();
+        assert!(
+            late.blocking_recv().is_err(),
+            "a write still waiting fails when the client ends"
+        );
+        assert!(
+            acks.expect(1).is_none(),
+            "nothing is registered after the end"
+        );
     }
 }

@@ -114,6 +114,14 @@ async fn reconnect_loop(driver: &Arc<Driver>, cause: &str, attempts: u32) -> Res
             }
         };
         driver.replace_transport(transport).close().await;
+        if driver.view(|m| m.is_closed()) {
+            // Closed while this connection was being made: the close already shut the one
+            // it knew about, so this one is ours to shut.
+            driver.transport().close().await;
+            return Err(Error::Closed {
+                session: driver.name.clone(),
+            });
+        }
         // Whatever shell there was went with the old connection (a persistent one stays
         // in tmux, to be re-attached).
         driver.apply(|m| m.link_lost());
