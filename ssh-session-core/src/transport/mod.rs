@@ -4,6 +4,7 @@
 //! local OpenSSH client through a ControlMaster). A [`Session`](crate::Session) only ever
 //! sees the [`Channel`] shape below, so it works unchanged over any backend.
 
+mod key_file;
 pub mod openssh;
 pub mod russh;
 

@@ -63,6 +63,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::options::ConnectOptions;
+use crate::transport::key_file;
 use channel::{Channels, Opened};
 use input::Input;
 use master::{Master, Program};
@@ -131,6 +132,15 @@ impl OpenSshTransport {
     }
 
     async fn connect_once(opts: &ConnectOptions) -> Result<Self> {
+        // One deadline for everything a connect does, checking key files included.
+        let deadline = tokio::time::Instant::now() + opts.connect_timeout;
+        // ssh would read a bad key file as blindly as anyone: `/dev/zero` to the end, a
+        // FIFO forever, then report a timeout ("host may be down"). Refuse such a path
+        // here, naming it, before ssh is started.
+        match tokio::time::timeout_at(deadline, key_file::check_all(&opts.identities)).await {
+            Ok(checked) => checked?,
+            Err(_) => return Err(Self::timed_out(opts)),
+        }
         let dir = args::control_dir().map_err(|e| Error::Ssh {
             host: opts.host.clone(),
             port: opts.port,
@@ -161,7 +171,7 @@ impl OpenSshTransport {
             detail: e.to_string(),
             source: Some(Box::new(e)),
         })?;
-        match tokio::time::timeout(opts.connect_timeout, master.ready()).await {
+        match tokio::time::timeout_at(deadline, master.ready()).await {
             Ok(true) => {}
             Ok(false) => {
                 master.stop().await;
@@ -172,11 +182,7 @@ impl OpenSshTransport {
                 let log = master.log();
                 // ssh may have timed out itself, or failed in a way worth reporting.
                 return Err(match errors::classify(opts, &log) {
-                    Error::Ssh { .. } => Error::ConnectTimeout {
-                        host: opts.host.clone(),
-                        port: opts.port,
-                        timeout: opts.connect_timeout,
-                    },
+                    Error::Ssh { .. } => Self::timed_out(opts),
                     other => other,
                 });
             }
@@ -205,6 +211,14 @@ impl OpenSshTransport {
             return Err(transport.ssh_error(detail));
         }
         Ok(transport)
+    }
+
+    fn timed_out(opts: &ConnectOptions) -> Error {
+        Error::ConnectTimeout {
+            host: opts.host.clone(),
+            port: opts.port,
+            timeout: opts.connect_timeout,
+        }
     }
 
     /// The control socket's path (`ssh -S PATH host cmd` reuses this connection).

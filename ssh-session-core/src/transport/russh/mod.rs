@@ -23,6 +23,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::options::ConnectOptions;
+use crate::transport::key_file;
 use auth::ssh_error;
 use host_keys::ClientHandler;
 
@@ -60,6 +61,9 @@ impl RusshTransport {
     }
 
     async fn connect_inner(opts: &ConnectOptions) -> Result<Self> {
+        // Inside the connect deadline, and before any network traffic: a path that is
+        // not a key file is the caller's mistake, reported the same way as by OpenSSH.
+        key_file::check_all(&opts.identities).await?;
         let total = opts.proxy_jump.len();
         let mut hops: Vec<Handle<ClientHandler>> = Vec::with_capacity(total);
         for (i, hop) in opts.proxy_jump.iter().enumerate() {
