@@ -5,8 +5,12 @@
 //! the multiplexing protocol to the master's socket directly.
 
 use std::ffi::OsString;
+use std::fs::Permissions;
 use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::Once;
 
 use tempfile::TempDir;
 
@@ -15,12 +19,24 @@ use crate::options::{ConnectOptions, HostKeyPolicy};
 /// Unix socket paths are limited to 108 bytes on Linux and 104 on macOS/BSD.
 const MAX_SOCKET_PATH: usize = 100;
 
+/// The start of every control directory's name; the owning process's pid follows.
+const DIR_PREFIX: &str = "ssh-ss-";
+
 /// Creates the private directory for the control socket, as short as possible: under `/tmp`
 /// when it is writable (`$TMPDIR` can be long, e.g. on macOS), else under `$TMPDIR`.
+///
+/// Mode 0700 from the start (created so, not changed after): the socket inside gives
+/// whoever can reach it the use of an authenticated connection, without a password.
+///
+/// Named `ssh-ss-PID-RANDOM`: the directory is removed when its connection closes, but a
+/// process killed with SIGKILL leaves it behind. The pid says whose it was, so the first
+/// connection of each process sweeps away the leftovers of dead ones (see
+/// [`remove_stale`]) and they cannot pile up.
 pub(super) fn control_dir() -> io::Result<TempDir> {
+    let prefix = format!("{DIR_PREFIX}{}-", std::process::id());
     let builder = {
         let mut b = tempfile::Builder::new();
-        b.prefix("ssh-ss-");
+        b.prefix(&prefix).permissions(Permissions::from_mode(0o700));
         b
     };
     let dir = builder.tempdir_in("/tmp").or_else(|_| builder.tempdir())?;
@@ -32,7 +48,93 @@ pub(super) fn control_dir() -> io::Result<TempDir> {
             socket.display()
         )));
     }
+    // Once per process: leftovers come from processes that died before this one started
+    // or while it runs, and the next process to start sweeps those; once keeps a busy
+    // server from listing /tmp on every connect.
+    static SWEPT: Once = Once::new();
+    SWEPT.call_once(|| {
+        if let (Some(parent), Ok(meta)) = (dir.path().parent(), std::fs::metadata(dir.path())) {
+            // The directory just made is ours: its owner is who we are.
+            remove_stale(parent, meta.uid());
+        }
+    });
     Ok(dir)
+}
+
+/// The pid in a control directory's name (`ssh-ss-PID-RANDOM`), if it is one.
+fn owner_pid(name: &str) -> Option<u32> {
+    let (pid, random) = name.strip_prefix(DIR_PREFIX)?.split_once('-')?;
+    if random.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether process `pid` exists. `kill(pid, 0)` sends nothing; it fails with ESRCH only
+/// when there is no such process (EPERM: it exists but is someone else's). Unlike
+/// `/proc/PID` it also works where there is no /proc (macOS, BSD).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // pid 0 and negative pids name process groups, not a process.
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Removes, in `parent`, the control directories of processes that are gone.
+///
+/// Careful on purpose, since `/tmp` is shared: only directories (not symbolic links)
+/// named by [`control_dir`]'s scheme, owned by `uid`, whose process no longer exists and
+/// whose socket no longer answers (a process in another pid namespace sharing /tmp would
+/// look dead). Inside, only what we put there and owned by `uid`: sockets and the jump
+/// host `config` file; the directory itself goes only if that leaves it empty.
+fn remove_stale(parent: &Path, uid: u32) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(owner_pid) else {
+            continue;
+        };
+        if pid == std::process::id() || process_exists(pid) {
+            continue;
+        }
+        let dir = entry.path();
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() && meta.uid() == uid => remove_leftovers(&dir, uid),
+            _ => {}
+        }
+    }
+}
+
+fn remove_leftovers(dir: &Path, uid: u32) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut ours = Vec::new();
+    for entry in entries.flatten() {
+        // Not following links: a link is never ours.
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let kind = meta.file_type();
+        let path = entry.path();
+        if kind.is_socket() && UnixStream::connect(&path).is_ok() {
+            return; // a master still serves it
+        }
+        if meta.uid() == uid && (kind.is_socket() || (kind.is_file() && path.ends_with("config"))) {
+            ours.push(path);
+        }
+    }
+    for path in ours {
+        let _ = std::fs::remove_file(path);
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// A path as an OpenSSH option value: `%` doubled (paths are token-expanded) and double
@@ -256,5 +358,78 @@ mod tests {
         opts.extra_ssh_args = vec!["-Jjump".into()];
         let args = strings(&client(&opts, Path::new("/tmp/x/m")));
         assert!(!args.contains(&"ProxyCommand=false".to_string()));
+    }
+}
+
+#[cfg(test)]
+mod control_dir_tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    #[test]
+    fn the_control_dir_is_private_and_names_its_process() {
+        let dir = control_dir().unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        let name = dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(owner_pid(&name), Some(std::process::id()), "{name}");
+    }
+
+    /// A directory as a killed process leaves it: the master's socket, maybe the jump
+    /// host config.
+    fn leftover(parent: &Path, name: &str) -> std::path::PathBuf {
+        let dir = parent.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        drop(UnixListener::bind(dir.join("m")).unwrap());
+        std::fs::write(dir.join("config"), "BatchMode yes\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn leftovers_of_dead_processes_are_removed_and_nothing_else() {
+        let parent = tempfile::tempdir().unwrap();
+        let dead = {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            pid
+        };
+        let ours = std::process::id();
+        let stale = leftover(parent.path(), &format!("ssh-ss-{dead}-aaaaaa"));
+        let live = leftover(parent.path(), &format!("ssh-ss-{ours}-bbbbbb"));
+        // Something we did not put there: the directory stays, and so does it.
+        let foreign = leftover(parent.path(), &format!("ssh-ss-{dead}-cccccc"));
+        std::fs::write(foreign.join("notes"), "mine").unwrap();
+        // Not our naming scheme (older versions, other programs): untouched.
+        let old = leftover(parent.path(), "ssh-ss-dddddd");
+        let other = leftover(parent.path(), &format!("other-{dead}-eeeeee"));
+        // A master that still answers on its socket is alive, whatever its pid says
+        // (another pid namespace sharing /tmp).
+        let answering = parent.path().join(format!("ssh-ss-{dead}-ffffff"));
+        std::fs::create_dir(&answering).unwrap();
+        let _listener = UnixListener::bind(answering.join("m")).unwrap();
+
+        let uid = std::fs::metadata(parent.path()).unwrap().uid();
+        remove_stale(parent.path(), uid);
+
+        assert!(!stale.exists(), "a dead process's directory is removed");
+        assert!(
+            live.join("m").exists(),
+            "a live process's directory is kept"
+        );
+        assert!(foreign.join("notes").exists() && !foreign.join("m").exists());
+        assert!(old.join("m").exists() && other.join("m").exists());
+        assert!(answering.join("m").exists());
+        // Another user's directory is never touched.
+        let theirs = leftover(parent.path(), &format!("ssh-ss-{dead}-gggggg"));
+        remove_stale(parent.path(), uid + 1);
+        assert!(theirs.join("m").exists());
     }
 }
