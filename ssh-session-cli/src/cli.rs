@@ -298,6 +298,26 @@ pub(crate) fn unescape(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Checks the name `connect` gives a new session, on top of the library's rules: it must
+/// not start with `-`. Every other command takes the name before its options, where
+/// `exec -web` reads as options and `exec -- -web` as the command line, so such a session
+/// could be opened but never used. The error says which name to use instead.
+pub(crate) fn check_new_session_name(name: &str) -> Result<(), String> {
+    if !name.starts_with('-') {
+        return Ok(());
+    }
+    let trimmed = name.trim_start_matches('-');
+    let instead = if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!(" (e.g. {trimmed:?} instead of {name:?})")
+    };
+    Err(format!(
+        "session names cannot start with '-': the other commands would read {name:?} as \
+         an option; choose a name that starts with a letter, a digit, '.' or '_'{instead}"
+    ))
+}
+
 /// Parses a signal name the way the library does (`INT`, `sigterm`, `^C`...).
 fn parse_interrupt(name: &str) -> Result<Interrupt, String> {
     name.parse()
@@ -334,6 +354,19 @@ mod tests {
         assert!(unescape(r"\x3").is_err());
         assert!(unescape(r"\q").is_err());
         assert!(unescape("trailing\\").is_err());
+    }
+
+    #[test]
+    fn new_session_names_cannot_start_with_a_dash() {
+        for ok in ["web", "web-1", "_x", ".hidden", "1-"] {
+            assert_eq!(check_new_session_name(ok), Ok(()), "{ok}");
+        }
+        let e = check_new_session_name("--web").unwrap_err();
+        assert!(e.starts_with("session names cannot start with '-'"), "{e}");
+        assert!(e.contains(r#""web" instead of "--web""#), "{e}");
+        // Nothing to suggest when the name is all dashes.
+        let e = check_new_session_name("-").unwrap_err();
+        assert!(!e.contains("instead"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::cli::{unescape, Cli, Command, ConnectArgs, DaemonAction, Global};
+use crate::cli::{
+    check_new_session_name, unescape, Cli, Command, ConnectArgs, DaemonAction, Global,
+};
 use crate::client::Client;
 use crate::error::{code, CliError};
 use crate::output::{self, Spinner};
@@ -160,6 +162,8 @@ async fn session_client(global: &Global, paths: &Paths, name: &str) -> Result<Cl
 }
 
 async fn connect(global: &Global, paths: &Paths, args: ConnectArgs) -> Result<i32, CliError> {
+    // Before anything else: a refused name starts no daemon.
+    check_new_session_name(&args.name).map_err(CliError::Invalid)?;
     let identities = args
         .identity
         .iter()

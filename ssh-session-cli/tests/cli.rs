@@ -379,3 +379,56 @@ fn connect_uses_the_clients_ssh_agent() {
         "via-agent\n"
     );
 }
+
+/// `connect -- -web HOST` used to open a session that no other command could name: clap
+/// reads `exec -web` as options, and `exec -- -web` as the command line. Such names are
+/// refused where they are made, before any daemon starts, with what to do instead.
+#[test]
+fn a_session_name_starting_with_a_dash_is_refused_at_connect() {
+    let env = Env::new();
+    let port = env.sshd.port().to_string();
+    let out = env.run(&["connect", "-p", &port, "--", "-web", "127.0.0.1"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("session names cannot start with '-'") && stderr.contains("\"web\""),
+        "{stderr}"
+    );
+    assert!(
+        !env.socket.exists(),
+        "a refused name must not start a daemon"
+    );
+    // A dash inside a name is fine, and that session is usable by every command.
+    env.connect("web-1");
+    assert_eq!(env.ok(&["exec", "web-1", "--", "echo", "ok"]), "ok\n");
+}
+
+/// The daemon keeps the same rule for a client that does not check names itself.
+#[test]
+fn the_daemon_refuses_a_leading_dash_from_any_client() {
+    use std::io::{BufRead, BufReader, Write};
+    let env = Env::new();
+    env.connect("first");
+    let mut stream = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    let hello = serde_json::json!({"protocol": 2, "version": env!("CARGO_PKG_VERSION")});
+    let connect = serde_json::json!({
+        "op": "connect",
+        "name": "-web",
+        "spec": {"target": "127.0.0.1", "port": env.sshd.port(), "identities": [],
+                 "persistent": false, "no_agent": true},
+    });
+    writeln!(stream, "{hello}\n{connect}").unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let their_hello = lines.next().unwrap().unwrap();
+    assert!(their_hello.contains("\"hello\""), "{their_hello}");
+    let answer: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(answer["kind"], "error", "{answer}");
+    assert_eq!(answer["error"], "invalid", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start with '-'"),
+        "{answer}"
+    );
+}

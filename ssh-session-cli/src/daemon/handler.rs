@@ -12,6 +12,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use super::{ClientGuard, Daemon};
+use crate::cli::check_new_session_name;
 use crate::error::classify;
 use crate::protocol::{
     decode, encode, to_line, ConnectSpec, ErrorKind, Hello, HistoryView, Request, Response,
@@ -141,9 +142,16 @@ async fn handle(
 ) -> std::io::Result<()> {
     let manager = &daemon.manager;
     let response = match request {
-        Request::Connect { name, spec } => match connect(daemon, &name, spec).await {
-            Ok(view) => Response::Session(view),
-            Err(e) => return w.error(&e).await,
+        // The client checks the name too; the daemon keeps the rule for any client.
+        Request::Connect { name, spec } => match check_new_session_name(&name) {
+            Err(message) => Response::Error {
+                error: ErrorKind::Invalid,
+                message,
+            },
+            Ok(()) => match connect(daemon, &name, spec).await {
+                Ok(view) => Response::Session(view),
+                Err(e) => return w.error(&e).await,
+            },
         },
         Request::Exec {
             name,
