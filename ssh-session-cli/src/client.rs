@@ -96,8 +96,9 @@ impl Client {
                 return Err(start_failed(
                     paths,
                     format!(
-                        "{} did not accept connections within {START_TIMEOUT:?}",
-                        paths.socket.display()
+                        "{} did not accept connections within {}",
+                        paths.socket.display(),
+                        crate::output::human(START_TIMEOUT)
                     ),
                 ));
             }

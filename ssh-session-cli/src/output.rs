@@ -176,26 +176,63 @@ pub(crate) fn hosts_table(hosts: &[HostView]) -> String {
     table(&["ALIAS", "HOSTNAME", "USER", "PORT", "PROXYJUMP"], &rows)
 }
 
-/// `1.2s`, `340ms`, `3m05s`, `2h10m`.
+/// A duration for people, the one way the CLI shows any: `850 ms`, `2.52 s`, `12.3 s`,
+/// `1 min 3 s`, `2 h 10 min`, `3 d 4 h`. Three significant digits below a minute (trailing
+/// zeros dropped: `5 s`), then the two largest whole units; each step rounds to the
+/// nearest, so 59.96 s reads `1 min`, never `60.0 s`.
 pub(crate) fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else if d >= Duration::from_secs(1) {
-        format!("{:.1}s", d.as_secs_f64())
+    // Integer arithmetic on microseconds: rounding at each boundary is then exact.
+    let micros = d.as_micros();
+    let rounded = |unit: u128| (micros + unit / 2) / unit;
+    let ms = rounded(1_000);
+    if ms < 1_000 {
+        return format!("{ms} ms");
+    }
+    let centis = rounded(10_000);
+    if centis < 1_000 {
+        return format!("{} s", decimal(centis, 100));
+    }
+    let decis = rounded(100_000);
+    if decis < 600 {
+        return format!("{} s", decimal(decis, 10));
+    }
+    let secs = rounded(1_000_000);
+    let (big, small, units) = if secs < 3_600 {
+        (secs / 60, secs % 60, ("min", "s"))
+    } else if secs < 86_400 {
+        (secs / 3_600, secs % 3_600 / 60, ("h", "min"))
     } else {
-        format!("{}ms", d.as_millis())
+        (secs / 86_400, secs % 86_400 / 3_600, ("d", "h"))
+    };
+    if small == 0 {
+        format!("{big} {}", units.0)
+    } else {
+        format!("{big} {} {small} {}", units.0, units.1)
     }
 }
 
-/// How long ago a unix time in milliseconds was: `5s ago`.
+/// `n / scale` with its decimals, trailing zeros dropped: (252, 100) is `2.52`, (50, 10)
+/// is `5`.
+fn decimal(n: u128, scale: u128) -> String {
+    let places = scale.ilog10() as usize;
+    let fraction = format!("{:0places$}", n % scale);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        (n / scale).to_string()
+    } else {
+        format!("{}.{fraction}", n / scale)
+    }
+}
+
+/// How long ago a unix time in milliseconds was, in whole seconds: `5 s ago`, `2 min 5 s
+/// ago`; under a second (or a time in the future, from another clock) is `just now`.
 fn ago(unix_ms: u64) -> String {
     let then = SystemTime::UNIX_EPOCH + Duration::from_millis(unix_ms);
     match SystemTime::now().duration_since(then) {
-        Ok(d) => format!("{} ago", human(Duration::from_secs(d.as_secs()))),
-        Err(_) => "just now".into(),
+        Ok(d) if d >= Duration::from_secs(1) => {
+            format!("{} ago", human(Duration::from_secs(d.as_secs())))
+        }
+        _ => "just now".into(),
     }
 }
 
@@ -277,10 +314,46 @@ mod tests {
 
     #[test]
     fn human_durations() {
-        assert_eq!(human(Duration::from_millis(340)), "340ms");
-        assert_eq!(human(Duration::from_millis(1200)), "1.2s");
-        assert_eq!(human(Duration::from_secs(185)), "3m05s");
-        assert_eq!(human(Duration::from_secs(7800)), "2h10m");
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
+        let cases = [
+            (Duration::ZERO, "0 ms"),
+            (Duration::from_micros(400), "0 ms"),
+            (ms(340), "340 ms"),
+            (ms(850), "850 ms"),
+            (Duration::from_micros(999_600), "1 s"),
+            (ms(1200), "1.2 s"),
+            (Duration::from_nanos(2_516_745_955), "2.52 s"),
+            (secs(5), "5 s"),
+            (Duration::from_micros(9_996_000), "10 s"),
+            (ms(12_345), "12.3 s"),
+            (ms(59_960), "1 min"),
+            (secs(63), "1 min 3 s"),
+            (ms(63_700), "1 min 4 s"),
+            (secs(185), "3 min 5 s"),
+            (secs(3600), "1 h"),
+            (secs(7800), "2 h 10 min"),
+            (secs(90_000), "1 d 1 h"),
+            (secs(3 * 86_400), "3 d"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(human(d), want, "{d:?}");
+        }
+        // Never Rust's debug form, whatever the value.
+        assert_eq!(human(Duration::MAX), "213503982334601 d 7 h");
+    }
+
+    #[test]
+    fn ago_is_whole_seconds_or_just_now() {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let unix_ms = |d: Duration| u64::try_from(d.as_millis()).unwrap();
+        assert_eq!(ago(unix_ms(now)), "just now");
+        // In the future (another clock): not a negative age.
+        assert_eq!(ago(unix_ms(now + Duration::from_secs(60))), "just now");
+        let then = ago(unix_ms(now - Duration::from_secs(125)));
+        assert!(then == "2 min 5 s ago" || then == "2 min 6 s ago", "{then}");
     }
 
     #[test]

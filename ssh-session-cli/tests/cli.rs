@@ -26,6 +26,18 @@ fn two_execs_share_cwd_and_env() {
     assert_eq!(entries.as_array().unwrap().len(), 2);
     assert_eq!(entries[0]["source"], "cli");
     assert_eq!(entries[1]["exit_code"], 0);
+    // The table's durations read `3 ms` or `1.2 s`, with a space before the unit.
+    let table = env.ok(&["history", "web"]);
+    let took: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .map(|row| row.split("  ").filter(|c| !c.is_empty()).nth(2).unwrap())
+        .collect();
+    assert!(
+        took.iter()
+            .all(|t| t.trim().ends_with(" ms") || t.trim().ends_with(" s")),
+        "{table}"
+    );
 }
 
 #[test]
@@ -73,6 +85,8 @@ fn timeout_exits_124_and_read_gets_the_rest() {
     let (first, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(124), "{first} {stderr}");
     assert!(stderr.contains("still running"), "{stderr}");
+    // How long, for people: `1.01 s`, not Rust's `1.0104s`.
+    assert!(stderr.contains(" s so far"), "{stderr}");
     assert!(stderr.contains("ssh-session read slow"), "{stderr}");
     // A busy session refuses another command, clearly.
     let busy = env.run(&["exec", "slow", "--", "true"]);

@@ -23,6 +23,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{watch, Notify};
 
 use crate::error::CliError;
+use crate::output::human;
 use crate::runtime::Paths;
 
 /// How long a new daemon waits for the lock of one that is stopping (closing its
@@ -196,7 +197,7 @@ async fn serve(
         socket = %socket.display(),
         pid = std::process::id(),
         version = crate::protocol::CRATE_VERSION,
-        ?idle_timeout,
+        idle_timeout = %human(idle_timeout),
         "daemon listening"
     );
     tokio::spawn(on_signals(daemon.clone()));
@@ -219,7 +220,7 @@ async fn serve(
             _ = daemon.stop.notified() => break,
             _ = idle_check.tick() => {
                 if daemon.idle_for().is_some_and(|idle_for| idle_for >= idle_timeout) {
-                    tracing::info!(?idle_timeout, "idle without sessions; exiting");
+                    tracing::info!(idle_timeout = %human(idle_timeout), "idle without sessions; exiting");
                     break;
                 }
             }
@@ -366,9 +367,10 @@ fn take_lock(paths: &Paths) -> Result<Lock, CliError> {
         }
         if Instant::now() >= deadline {
             return Err(err(format!(
-                "another process has held {} for {LOCK_WAIT:?} without serving {}; if no \
+                "another process has held {} for {} without serving {}; if no \
                  ssh-session daemon is stopping, find it with `fuser {}` and stop it",
                 paths.lock.display(),
+                human(LOCK_WAIT),
                 paths.socket.display(),
                 paths.lock.display()
             )));
