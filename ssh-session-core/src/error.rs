@@ -25,8 +25,9 @@ pub enum Error {
         /// The name in use.
         name: String,
     },
-    /// No session by that name.
-    #[error("no session named {name:?}; open sessions: {}", list_or_none(.existing))]
+    /// No session by that name. The message lists at most ten of the others, those most
+    /// like the name asked first, so it stays short with hundreds of sessions.
+    #[error("no session named {name:?}; open sessions: {}", list_or_none(.name, .existing))]
     UnknownSession {
         /// The name asked for.
         name: String,
@@ -310,12 +311,39 @@ impl Error {
     }
 }
 
-fn list_or_none(names: &[String]) -> String {
+/// How many names an unknown-session message lists: enough to spot a typo, few enough
+/// that 800 sessions still give a one-line message.
+const LISTED_NAMES: usize = 10;
+
+/// The names of an unknown-session message. Up to [`LISTED_NAMES`] are listed as given;
+/// beyond that, the ten sharing the longest prefix with `asked` (a typo is most often
+/// late in the name), ties in sorted order, then how many more there are. The wording
+/// names no command, because CLI and MCP users list sessions differently.
+fn list_or_none(asked: &str, names: &[String]) -> String {
     if names.is_empty() {
-        "none".to_string()
-    } else {
-        names.join(", ")
+        return "none".to_string();
     }
+    if names.len() <= LISTED_NAMES {
+        return names.join(", ");
+    }
+    let shared = |name: &str| {
+        name.chars()
+            .zip(asked.chars())
+            .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
+            .count()
+    };
+    let mut ranked: Vec<(usize, &str)> = names.iter().map(|n| (shared(n), n.as_str())).collect();
+    ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let listed: Vec<&str> = ranked
+        .iter()
+        .take(LISTED_NAMES)
+        .map(|(_, name)| *name)
+        .collect();
+    format!(
+        "{} and {} more",
+        listed.join(", "),
+        names.len() - LISTED_NAMES
+    )
 }
 
 #[cfg(test)]
@@ -352,6 +380,46 @@ mod tests {
         assert_eq!(lost.kind(), ErrorKind::Disconnected);
         // What a CLI or MCP user reads names no library call.
         assert!(!lost.to_string().contains("()"), "{lost}");
+    }
+
+    #[test]
+    fn an_unknown_name_lists_at_most_ten_others_closest_first() {
+        let unknown = |name: &str, existing: Vec<String>| {
+            Error::UnknownSession {
+                name: name.into(),
+                existing,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            unknown("x", vec![]),
+            "no session named \"x\"; open sessions: none"
+        );
+        let few: Vec<String> = (1..=10).map(|i| format!("s{i:02}")).collect();
+        assert_eq!(
+            unknown("x", few.clone()),
+            format!("no session named \"x\"; open sessions: {}", few.join(", "))
+        );
+        // 800 sessions: the message stays short, and the names sharing the longest
+        // prefix with the one asked come first.
+        let mut many: Vec<String> = (0..790).map(|i| format!("host-{i:03}")).collect();
+        many.extend((0..10).map(|i| format!("web-{i}")));
+        let message = unknown("web-11", many.clone());
+        assert_eq!(
+            message,
+            "no session named \"web-11\"; open sessions: web-1, web-0, web-2, web-3, web-4, \
+             web-5, web-6, web-7, web-8, web-9 and 790 more"
+        );
+        // No name alike: the first ten, sorted, whatever order they came in.
+        many.reverse();
+        let message = unknown("ghost", many);
+        assert!(
+            message.ends_with(
+                "open sessions: host-000, host-001, host-002, host-003, host-004, host-005, \
+                 host-006, host-007, host-008, host-009 and 790 more"
+            ),
+            "{message}"
+        );
     }
 
     #[test]
