@@ -186,7 +186,10 @@ impl View {
     }
 
     fn failed(&mut self, message: &str) {
-        self.print(&format!("\nssh-session: {message}\n"));
+        self.print(&format!(
+            "\nssh-session: {}\n",
+            output::escape_controls(message)
+        ));
         self.running = false;
         self.prompt();
     }
@@ -194,7 +197,10 @@ impl View {
     /// A message that changes nothing: a running command is still followed, and at the
     /// prompt the line being edited is shown again below it.
     fn notice(&mut self, message: &str) {
-        self.print(&format!("\nssh-session: {message}\n"));
+        self.print(&format!(
+            "\nssh-session: {}\n",
+            output::escape_controls(message)
+        ));
         if !self.running {
             self.prompt();
             let line = self.line.clone();

@@ -263,7 +263,7 @@ fn finish(name: &str, r: &ResultView) -> Result<i32, CliError> {
     let output = decode(&r.output).map_err(CliError::Invalid)?;
     write_out(&output)?;
     for notice in &r.notices {
-        eprintln!("ssh-session: note: {notice}");
+        eprintln!("ssh-session: note: {}", output::escape_controls(notice));
     }
     if r.dropped_bytes > 0 {
         eprintln!(

@@ -1,6 +1,7 @@
 //! What people see: tables, colours (only on a terminal, never with `NO_COLOR`), the
 //! connect spinner, and error lines.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
@@ -27,10 +28,32 @@ pub(crate) fn paint(on: bool, code: &str, text: &str) -> String {
     }
 }
 
-/// Prints an error (and what to do, which the message carries) on stderr.
+/// Prints an error (and what to do, which the message carries) on stderr. Control
+/// characters in it are made visible: a message can quote a host's reply or a name as
+/// typed, and neither may recolour or retitle the terminal.
 pub(crate) fn error(message: &str) {
     let label = paint(colour(false), "1;31", "error:");
-    eprintln!("ssh-session: {label} {message}");
+    eprintln!("ssh-session: {label} {}", escape_controls(message));
+}
+
+/// `text` with its control characters written as visible escapes (`\x1b`, `\x07`,
+/// `\u{9b}`), newlines and tabs kept: for log files and message lines, where an escape
+/// sequence from a remote host or a pasted name must not reach a terminal, or sit in a
+/// file as colour codes.
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
+    let is_control = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.contains(is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !is_control(c) => out.push(c),
+            c if c.is_ascii() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A plain-text table with left-aligned columns; the header is bold on a terminal.
@@ -354,6 +377,18 @@ mod tests {
         assert_eq!(ago(unix_ms(now + Duration::from_secs(60))), "just now");
         let then = ago(unix_ms(now - Duration::from_secs(125)));
         assert!(then == "2 min 5 s ago" || then == "2 min 6 s ago", "{then}");
+    }
+
+    #[test]
+    fn control_characters_are_made_visible() {
+        assert!(matches!(
+            escape_controls("plain é\tline\n"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape_controls("\x1b[31mred\x1b]0;t\x07\r\u{9b}2J\x7f"),
+            r"\x1b[31mred\x1b]0;t\x07\x0d\u{9b}2J\x7f"
+        );
     }
 
     #[test]

@@ -446,3 +446,40 @@ fn the_daemon_refuses_a_leading_dash_from_any_client() {
         "{answer}"
     );
 }
+
+/// The daemon's log is a file: no colours, and no escape sequence from anything it logs
+/// (a user name, a host's reply) reaches it raw, nor an error line on stderr.
+#[test]
+fn no_escape_sequences_reach_the_log_or_error_lines() {
+    let env = Env::new().with("SSH_SESSION_LOG", "debug");
+    env.connect("plain");
+    env.ok(&["exec", "plain", "--", "printf '\\033[31mred\\033[0m\\n'"]);
+    let port = env.sshd.port().to_string();
+    let key = env.sshd.user_key().display().to_string();
+    let evil = "\x1b[31mevil\x1b]0;title\x07";
+    let out = env.run(&[
+        "connect",
+        "esc",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-l",
+        evil,
+        "-i",
+        &key,
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(69), "{stderr:?}");
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\x07'),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains("evil"),
+        "the name is still shown: {stderr:?}"
+    );
+    env.ok(&["close", "plain"]);
+    let log = std::fs::read_to_string(env.socket.with_extension("log")).unwrap();
+    assert!(log.contains("evil"), "the attempt is logged: {log}");
+    assert!(!log.contains('\x1b') && !log.contains('\x07'), "{log:?}");
+}

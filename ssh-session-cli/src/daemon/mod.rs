@@ -23,7 +23,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{watch, Notify};
 
 use crate::error::CliError;
-use crate::output::human;
+use crate::output::{escape_controls, human};
 use crate::runtime::Paths;
 
 /// How long a new daemon waits for the lock of one that is stopping (closing its
@@ -197,7 +197,7 @@ async fn serve(
         socket = %socket.display(),
         pid = std::process::id(),
         version = crate::protocol::CRATE_VERSION,
-        idle_timeout = %human(idle_timeout),
+        idle_timeout = human(idle_timeout),
         "daemon listening"
     );
     tokio::spawn(on_signals(daemon.clone()));
@@ -220,7 +220,7 @@ async fn serve(
             _ = daemon.stop.notified() => break,
             _ = idle_check.tick() => {
                 if daemon.idle_for().is_some_and(|idle_for| idle_for >= idle_timeout) {
-                    tracing::info!(idle_timeout = %human(idle_timeout), "idle without sessions; exiting");
+                    tracing::info!(idle_timeout = human(idle_timeout), "idle without sessions; exiting");
                     break;
                 }
             }
@@ -401,12 +401,32 @@ async fn on_signals(daemon: Arc<Daemon>) {
     daemon.request_stop();
 }
 
+/// Logs to stderr: the log file for a daemon a client started, the terminal for one run
+/// by hand. Never in colour, so the file holds plain text either way.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SSH_SESSION_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_ansi(false)
         .try_init();
+}
+
+/// Stderr with control characters made visible. `with_ansi(false)` keeps the formatter's
+/// own colours out, but tracing escapes only an event's message, not its fields: a user
+/// name or a host's reply logged as a field would otherwise reach the file raw.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The formatter writes each event whole, in one call, so `buf` is complete text.
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(escape_controls(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
