@@ -2,17 +2,25 @@
 //! one SSH connection, each on its own channel.
 //!
 //! Rules: concurrent opens of the same key share one handshake; a connection the server
-//! refuses more channels on (sshd `MaxSessions`, 10 by default) is marked full and the next
-//! open gets a new connection; a dead connection is never handed out again; the connection
-//! closes when its last lease is released.
+//! refuses more channels on (sshd `MaxSessions`, 10 by default) is marked full and the
+//! refused open is retried on another connection (a new one if none has room), as many
+//! times as a burst needs, up to [`ROOM_ATTEMPTS`]; a dead connection is never handed out
+//! again; the connection closes when its last lease is released.
+//!
+//! Why a refusal is judged before it is retried: a server that refuses *every* session
+//! channel (`MaxSessions 0`, a `Match` block) must be reported, not answered with one new
+//! connection per retry. A refusal proves a connection full only if the server accepted a
+//! channel on it; since the answers to a burst of opens reach their waiters in any order,
+//! that is decided once every open sent on the connection has its answer.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell};
 
 use crate::error::{Error, Result};
 use crate::options::{ConnectOptions, JumpHost};
@@ -65,6 +73,11 @@ struct Entry {
     transport: OnceCell<Arc<dyn Transport>>,
     leases: AtomicUsize,
     full: AtomicBool,
+    /// The server accepted a session channel on it at least once: a later refusal means
+    /// it is full, not that it refuses sessions.
+    accepted: AtomicBool,
+    /// Channel opens sent on it and not answered yet (see the module docs).
+    pending: watch::Sender<usize>,
     /// Who holds the leases (session names; one per lease, so duplicates are possible).
     holders: Mutex<Vec<String>>,
     /// When the handshake completed.
@@ -142,6 +155,8 @@ impl Pool {
                         transport: OnceCell::new(),
                         leases: AtomicUsize::new(0),
                         full: AtomicBool::new(false),
+                        accepted: AtomicBool::new(false),
+                        pending: watch::Sender::new(0),
                         holders: Mutex::new(Vec::new()),
                         connected_at: Mutex::new(None),
                     });
@@ -170,8 +185,11 @@ impl Pool {
             Ok(transport) => {
                 pending.entry = None;
                 Ok(Lease {
-                    transport: transport.clone(),
-                    entry,
+                    home: Mutex::new(Home {
+                        entry: entry.clone(),
+                        transport: transport.clone(),
+                        opens: 0,
+                    }),
                     holder: holder.to_string(),
                     pool: Arc::downgrade(self),
                     released: AtomicBool::new(false),
@@ -250,12 +268,128 @@ impl Pool {
     }
 }
 
+/// How many connections one open may try before giving up on a server that keeps
+/// refusing for lack of room. Each try after the first is on a connection that has not
+/// refused this open yet, so a burst of N opens against `MaxSessions M` needs about N / M:
+/// 64 covers 640 at once with sshd's default of 10. The bound is only there so that a
+/// server whose limit keeps shifting cannot keep an open retrying forever.
+pub(crate) const ROOM_ATTEMPTS: usize = 64;
+
+/// How long a refused open waits for the other answers on its connection before it
+/// judges the refusal (they normally arrive within the same round trip).
+const ANSWERS_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether `e` is the server saying "no more session channels on this connection" (sshd
+/// `MaxSessions`), as opposed to a refused PTY, shell or tunnel, which another
+/// connection would not change. The two backends word it differently: russh fails the
+/// channel open itself; OpenSSH's ControlMaster answers its mux client with "Session open
+/// refused by peer" exactly when the server refused the channel open.
+fn no_room(e: &Error) -> bool {
+    matches!(e, Error::ChannelRefused { what, detail, .. }
+        if what == "a session channel" || detail.contains("Session open refused by peer"))
+}
+
+/// The outcome of one channel open on one connection.
+enum Attempt {
+    Opened(Channel),
+    /// Refused for lack of room on a connection that accepted channels: try another.
+    Full(Error),
+    /// Refused on a connection that never accepted a session channel: the server refuses
+    /// sessions, and another connection would be refused too.
+    Refused(Error),
+    /// Any other error (including a connection lost meanwhile): returned as is.
+    Failed(Error),
+}
+
+/// Takes back an entry's count of unanswered opens, also when the open is cancelled.
+struct Unanswered<'a>(&'a Entry);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        self.0.pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Opens a channel with `open` on `transport` (the connection of `entry`) and judges a
+/// refusal.
+async fn attempt<F, Fut>(entry: &Entry, transport: Arc<dyn Transport>, open: &F) -> Attempt
+where
+    F: Fn(Arc<dyn Transport>) -> Fut,
+    Fut: Future<Output = Result<Channel>>,
+{
+    entry.pending.send_modify(|n| *n += 1);
+    let unanswered = Unanswered(entry);
+    let result = open(transport.clone()).await;
+    if result.is_ok() {
+        // Before the count drops: whoever sees the count reach zero sees this too.
+        entry.accepted.store(true, Ordering::Release);
+    }
+    drop(unanswered);
+    match result {
+        Ok(channel) => Attempt::Opened(channel),
+        Err(e) if no_room(&e) && !transport.is_closed() => {
+            // Full or refusing, it must not get more opens while we find out which.
+            entry.full.store(true, Ordering::Release);
+            let mut answers = entry.pending.subscribe();
+            let _ = tokio::time::timeout(ANSWERS_WAIT, answers.wait_for(|n| *n == 0)).await;
+            if entry.accepted.load(Ordering::Acquire) {
+                Attempt::Full(e)
+            } else {
+                Attempt::Refused(e)
+            }
+        }
+        Err(e) => Attempt::Failed(e),
+    }
+}
+
+/// The error for a server that refused a session channel on a connection where it had
+/// accepted none.
+fn refuses_sessions(e: Error) -> Error {
+    match e {
+        Error::ChannelRefused { host, what, detail } => Error::ChannelRefused {
+            detail: format!(
+                "{detail} (it accepted no session channel on this connection, not even the \
+                 first, so it refuses shells and commands for this login: check MaxSessions \
+                 in {host}'s sshd_config, where 0 forbids sessions, and any Match block \
+                 that applies to this user)"
+            ),
+            host,
+            what,
+        },
+        other => other,
+    }
+}
+
+/// The error for an open refused on [`ROOM_ATTEMPTS`] connections, each already full.
+fn out_of_room(e: Error, tries: usize) -> Error {
+    match e {
+        Error::ChannelRefused { host, what, detail } => Error::ChannelRefused {
+            detail: format!(
+                "{detail} (refused on {tries} connections in a row, each already full: the \
+                 server allows too few sessions per connection for this many at once; raise \
+                 MaxSessions in {host}'s sshd_config, or open fewer sessions at the same time)"
+            ),
+            host,
+            what,
+        },
+        other => other,
+    }
+}
+
+/// The connection a lease is on. A lease refused for lack of room before it has any
+/// channel moves to the connection that accepted it.
+struct Home {
+    entry: Arc<Entry>,
+    transport: Arc<dyn Transport>,
+    /// Channel opens started on this connection through this lease.
+    opens: usize,
+}
+
 /// A session's share of a pooled connection. It is a [`Transport`] itself, so sessions
 /// don't know they are pooled: `close()` releases the share, and the connection closes
 /// with its last share.
 pub(crate) struct Lease {
-    transport: Arc<dyn Transport>,
-    entry: Arc<Entry>,
+    home: Mutex<Home>,
     holder: String,
     pool: Weak<Pool>,
     released: AtomicBool,
@@ -264,21 +398,107 @@ pub(crate) struct Lease {
 impl Lease {
     /// The server refused a channel on this connection: hand out no more shares of it.
     pub(crate) fn mark_full(&self) {
-        self.entry.full.store(true, Ordering::Release);
+        lock(&self.home).entry.full.store(true, Ordering::Release);
     }
 
-    /// A share of another connection to the same place, for one short-lived channel.
-    async fn sibling(&self) -> Result<Lease> {
-        self.mark_full();
+    fn transport(&self) -> Arc<dyn Transport> {
+        lock(&self.home).transport.clone()
+    }
+
+    /// Gives up this lease's share to whoever takes its connection over.
+    fn into_home(self) -> (Arc<Entry>, Arc<dyn Transport>) {
+        self.released.store(true, Ordering::Release);
+        let home = lock(&self.home);
+        (home.entry.clone(), home.transport.clone())
+    }
+
+    /// Opens a channel with `open`, on this lease's connection or, if the server has no
+    /// room left there, on another one: each connection found full is marked so, and the
+    /// next try goes to one with room (a new one if needed), up to [`ROOM_ATTEMPTS`].
+    async fn open_channel<F, Fut>(&self, open: F) -> Result<Channel>
+    where
+        F: Fn(Arc<dyn Transport>) -> Fut,
+        Fut: Future<Output = Result<Channel>>,
+    {
+        let (entry, transport) = {
+            let mut home = lock(&self.home);
+            home.opens += 1;
+            (home.entry.clone(), home.transport.clone())
+        };
+        let mut refusal = match attempt(&entry, transport, &open).await {
+            Attempt::Opened(channel) => return Ok(channel),
+            Attempt::Full(e) => e,
+            Attempt::Refused(e) => return Err(refuses_sessions(e)),
+            Attempt::Failed(e) => return Err(e),
+        };
         let pool = self.pool.upgrade().ok_or(Error::ShutDown)?;
-        pool.acquire(&self.entry.opts, &self.holder).await
+        for tries in 1.. {
+            if tries >= ROOM_ATTEMPTS {
+                return Err(out_of_room(refusal, tries));
+            }
+            let other = pool.acquire(&entry.opts, &self.holder).await?;
+            let (other_entry, other_transport) = {
+                let home = lock(&other.home);
+                (home.entry.clone(), home.transport.clone())
+            };
+            match attempt(&other_entry, other_transport, &open).await {
+                Attempt::Opened(channel) => return Ok(self.settle(&entry, other, channel)),
+                Attempt::Full(e) => {
+                    other.close().await;
+                    refusal = e;
+                }
+                Attempt::Refused(e) => {
+                    other.close().await;
+                    return Err(refuses_sessions(e));
+                }
+                Attempt::Failed(e) => {
+                    other.close().await;
+                    return Err(e);
+                }
+            }
+        }
+        unreachable!("the loop above only ends by returning")
+    }
+
+    /// `channel` was opened on `other` after `started_on` (this lease's connection) had no
+    /// room. If this lease had nothing else on that connection, it moves over to `other`'s:
+    /// listings then show the session where its channel is, and the full connection can
+    /// close with its other sessions. Otherwise (a session's second channel, e.g. an exec
+    /// to signal a command) the channel holds `other`'s share until it ends.
+    fn settle(&self, started_on: &Arc<Entry>, other: Lease, channel: Channel) -> Channel {
+        let mut home = lock(&self.home);
+        let alone = Arc::ptr_eq(&home.entry, started_on) && home.opens == 1;
+        if !alone || self.released.load(Ordering::Acquire) {
+            drop(home);
+            return Channel {
+                input: channel.input,
+                events: Box::new(HeldEvents {
+                    events: channel.events,
+                    lease: Some(other),
+                }),
+            };
+        }
+        let (entry, transport) = other.into_home();
+        let old = std::mem::replace(
+            &mut *home,
+            Home {
+                entry,
+                transport,
+                opens: 1,
+            },
+        );
+        drop(home);
+        // As a task: a release can close a connection, and a cancelled caller must not
+        // leave that half done.
+        release_later(&self.pool, old.entry, self.holder.clone());
+        channel
     }
 }
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
-            .field("transport", &self.transport)
+            .field("transport", &self.transport())
             .finish()
     }
 }
@@ -286,63 +506,51 @@ impl std::fmt::Debug for Lease {
 #[async_trait]
 impl Transport for Lease {
     fn kind(&self) -> TransportKind {
-        self.transport.kind()
+        self.transport().kind()
     }
 
     fn describe(&self) -> String {
-        self.transport.describe()
+        self.transport().describe()
     }
 
     async fn open_shell(&self, request: ShellRequest) -> Result<Channel> {
-        let result = self.transport.open_shell(request).await;
-        if let Err(Error::ChannelRefused { .. }) = &result {
-            self.mark_full();
-        }
-        result
+        self.open_channel(|t| {
+            let request = request.clone();
+            async move { t.open_shell(request).await }
+        })
+        .await
     }
 
+    /// A full connection still lets its sessions signal their commands: the short exec
+    /// goes to another connection (see [`open_channel`](Lease::open_channel)).
     async fn open_exec(&self, command: &str, pty: Option<PtyRequest>) -> Result<Channel> {
-        match self.transport.open_exec(command, pty.clone()).await {
-            Err(Error::ChannelRefused { .. }) if !self.transport.is_closed() => {
-                // A full connection must still let its sessions signal their commands:
-                // run the short exec on a sibling connection and hold that share until
-                // the channel ends.
-                let sibling = self.sibling().await?;
-                let channel = sibling.transport.open_exec(command, pty).await;
-                match channel {
-                    Ok(channel) => Ok(Channel {
-                        input: channel.input,
-                        events: Box::new(HeldEvents {
-                            events: channel.events,
-                            lease: Some(sibling),
-                        }),
-                    }),
-                    Err(e) => {
-                        sibling.close().await;
-                        Err(e)
-                    }
-                }
-            }
-            other => other,
-        }
+        self.open_channel(|t| {
+            let pty = pty.clone();
+            async move { t.open_exec(command, pty).await }
+        })
+        .await
     }
 
     async fn open_direct_tcpip(&self, host: &str, port: u16) -> Result<Box<dyn TunnelStream>> {
-        self.transport.open_direct_tcpip(host, port).await
+        self.transport().open_direct_tcpip(host, port).await
     }
 
     fn is_closed(&self) -> bool {
-        self.released.load(Ordering::Acquire) || self.transport.is_closed()
+        self.released.load(Ordering::Acquire) || self.transport().is_closed()
     }
 
     async fn close(&self) {
         if self.released.swap(true, Ordering::AcqRel) {
             return;
         }
+        let (entry, transport) = {
+            let home = lock(&self.home);
+            (home.entry.clone(), home.transport.clone())
+        };
         if let Some(pool) = self.pool.upgrade() {
-            pool.release(&self.entry, &self.holder).await;
+            pool.release(&entry, &self.holder).await;
         } else {
-            self.transport.close().await;
+            transport.close().await;
         }
     }
 }
@@ -377,7 +585,8 @@ impl Drop for Lease {
     /// share back, so the connection closes with its last user and listings stay true.
     fn drop(&mut self) {
         if !self.released.swap(true, Ordering::AcqRel) {
-            release_later(&self.pool, self.entry.clone(), self.holder.clone());
+            let entry = lock(&self.home).entry.clone();
+            release_later(&self.pool, entry, self.holder.clone());
         }
     }
 }
@@ -403,4 +612,54 @@ impl EventSource for HeldEvents {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(what: &str, detail: &str) -> Error {
+        Error::ChannelRefused {
+            host: "db1".into(),
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn only_a_refused_channel_open_is_a_lack_of_room() {
+        // The words each backend uses when sshd's MaxSessions is reached (seen on both).
+        assert!(no_room(&refused(
+            "a session channel",
+            "Failed to open channel (ConnectFailed)"
+        )));
+        assert!(no_room(&refused(
+            "a shell",
+            "the ControlMaster could not open the session: Server refused the request: \
+             Session open refused by peer."
+        )));
+        // A refused PTY, shell request or tunnel is the same on any connection.
+        assert!(!no_room(&refused("a PTY", "Failed to open channel")));
+        assert!(!no_room(&refused(
+            "a tunnel to db:5432",
+            "administratively prohibited"
+        )));
+        assert!(!no_room(&Error::ShutDown));
+    }
+
+    #[test]
+    fn refusal_errors_name_the_host_and_what_to_change() {
+        for e in [
+            refuses_sessions(refused("a shell", "no")),
+            out_of_room(refused("a shell", "no"), ROOM_ATTEMPTS),
+        ] {
+            let text = e.to_string();
+            assert!(matches!(e, Error::ChannelRefused { .. }), "{text}");
+            assert!(
+                text.starts_with("db1: the server refused a shell: no ("),
+                "{text}"
+            );
+            assert!(text.contains("MaxSessions in db1's sshd_config"), "{text}");
+        }
+    }
 }
