@@ -483,3 +483,35 @@ fn no_escape_sequences_reach_the_log_or_error_lines() {
     assert!(log.contains("evil"), "the attempt is logged: {log}");
     assert!(!log.contains('\x1b') && !log.contains('\x07'), "{log:?}");
 }
+
+/// A key file that is not one (here endless zeros) is refused by the library; the CLI
+/// shows that message as a sentence naming the file, with the authentication exit code.
+#[test]
+fn an_identity_that_is_not_a_key_file_gives_a_clean_error() {
+    let env = Env::new();
+    let port = env.sshd.port().to_string();
+    let user = env.sshd.user();
+    let out = env.run(&[
+        "connect",
+        "zero",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-l",
+        &user,
+        "-i",
+        "/dev/zero",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.starts_with("ssh-session: error: ") && stderr.contains("/dev/zero"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for debug in ["Some(", "Os {", "kind:", "Error {", "\\\""] {
+        assert!(!stderr.contains(debug), "{debug:?} in {stderr}");
+    }
+    // The daemon is fine afterwards.
+    env.connect("after");
+}
