@@ -1,5 +1,6 @@
 //! `ssh-session-mcp`: the MCP server binary. stdio by default; `--http ADDR` for
-//! streamable HTTP. Logs go to stderr (stdout is the protocol), filtered by `RUST_LOG`.
+//! streamable HTTP. Logs go to stderr (stdout is the protocol), filtered by `RUST_LOG`,
+//! coloured only when stderr is a terminal.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -233,8 +234,14 @@ async fn run(args: Args) -> Result<(), McpError> {
 
 #[tokio::main]
 async fn main() {
+    use std::io::IsTerminal;
+    // MCP clients usually send a server's stderr to a log file: colour codes there are
+    // noise. Colour only a terminal, and not even that when NO_COLOR is set.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
