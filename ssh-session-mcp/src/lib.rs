@@ -14,7 +14,7 @@
 //! - [`tools`]: the tool contract (names and fields are a stable interface).
 //! - [`render`]: output made fit for a language model (escapes stripped, capped).
 //! - [`config`] and [`policy`]: the TOML configuration and its guard-rails.
-//! - [`http`]: streamable HTTP with a bearer token, next to the default stdio.
+//! - [`stdio`]: the default transport; [`http`]: streamable HTTP with a bearer token.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -22,28 +22,10 @@ pub mod error;
 pub mod http;
 pub mod policy;
 pub mod render;
+pub mod stdio;
 pub mod tools;
 
 pub use config::Config;
 pub use error::{McpError, Result};
+pub use stdio::serve_stdio;
 pub use tools::SshSessionServer;
-
-use rmcp::ServiceExt;
-
-/// Serves `server` over stdin/stdout until the client disconnects, then closes every
-/// session (persistent ones keep their remote tmux session).
-pub async fn serve_stdio(server: SshSessionServer) -> Result<()> {
-    let manager = server.manager().clone();
-    let running =
-        server
-            .serve(rmcp::transport::stdio())
-            .await
-            .map_err(|e| McpError::Transport {
-                detail: e.to_string(),
-            })?;
-    let outcome = running.waiting().await;
-    manager.shutdown_detaching_persistent().await;
-    outcome.map(|_| ()).map_err(|e| McpError::Transport {
-        detail: e.to_string(),
-    })
-}
