@@ -42,6 +42,8 @@ pub struct Config {
     pub reconnect: ReconnectConfig,
     /// Hosts, commands and tools allowed.
     pub policy: PolicyConfig,
+    /// `--http` mode only.
+    pub http: HttpConfig,
 }
 
 impl Default for Config {
@@ -59,6 +61,28 @@ impl Default for Config {
             keepalive_count_max: 3,
             reconnect: ReconnectConfig::default(),
             policy: PolicyConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// `[http]`: limits of the streamable HTTP mode.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// MCP sessions (one per `initialize`) alive at once (default 64); an `initialize`
+    /// beyond it is refused with 503 until one ends (DELETE) or expires.
+    pub max_sessions: usize,
+    /// An MCP session with no request for this many seconds is ended (default 1800); its
+    /// client gets 404 and initializes again. SSH sessions are not affected.
+    pub session_idle_timeout_s: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_sessions: 64,
+            session_idle_timeout_s: 30 * 60,
         }
     }
 }
@@ -119,6 +143,11 @@ impl Config {
         }
         if !(self.reconnect.factor >= 1.0 && (0.0..=1.0).contains(&self.reconnect.jitter)) {
             return Err("reconnect.factor must be ≥ 1 and reconnect.jitter within 0..1".into());
+        }
+        if self.http.max_sessions == 0 || self.http.session_idle_timeout_s == 0 {
+            return Err(
+                "http.max_sessions and http.session_idle_timeout_s must be at least 1".into(),
+            );
         }
         if self.max_output_chars < crate::render::MIN_CHARS {
             return Err(format!(
@@ -197,12 +226,19 @@ mod tests {
             pattern = "prod-*"
             read_only = true
             deny = ["rm *"]
+            [http]
+            max_sessions = 8
+            session_idle_timeout_s = 60
             "#,
         )
         .unwrap();
         assert_eq!(c.transport_kind().unwrap(), TransportKind::OpenSsh);
         assert_eq!(c.reconnect_policy().max_attempts, 5);
         assert_eq!(c.policy.hosts[0].deny, ["rm *"]);
+        assert_eq!(
+            (c.http.max_sessions, c.http.session_idle_timeout_s),
+            (8, 60)
+        );
     }
 
     #[test]
@@ -213,6 +249,8 @@ mod tests {
         assert!(e.contains("telnet"), "{e}");
         let e = Config::parse("[policy]\nallowed_hosts = [\"[\"]").unwrap_err();
         assert!(e.contains("allowed_hosts"), "{e}");
+        let e = Config::parse("[http]\nmax_sessions = 0").unwrap_err();
+        assert!(e.contains("max_sessions"), "{e}");
         let e = Config::parse("max_output_chars = 5").unwrap_err();
         assert!(e.contains("max_output_chars"), "{e}");
     }

@@ -38,6 +38,11 @@ struct Args {
     /// Host headers are refused, against DNS rebinding.
     #[arg(long = "allowed-host", value_name = "HOST")]
     allowed_hosts: Vec<String>,
+    /// A web page origin (scheme://host[:port]) allowed to call the server besides pages
+    /// on this machine and the server's own address (repeatable). Requests from other
+    /// pages (an Origin header) are refused; clients that send no Origin are not pages.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
     /// Backend for new sessions, overriding the config: russh or openssh.
     #[arg(long)]
     transport: Option<String>,
@@ -171,7 +176,7 @@ fn write_token(path: &std::path::Path, token: &str) -> Result<(), McpError> {
 
 async fn run(args: Args) -> Result<(), McpError> {
     let config = load_config(&args)?;
-    let server = SshSessionServer::new(SessionManager::new(), config)?;
+    let server = SshSessionServer::new(SessionManager::new(), config.clone())?;
     let Some(addr) = args.http else {
         tracing::info!("serving MCP over stdio");
         return serve_stdio(server).await;
@@ -208,11 +213,13 @@ async fn run(args: Args) -> Result<(), McpError> {
             }
         }
     };
+    let mut options = http::HttpOptions::new(token, &config.http);
+    options.allowed_hosts = args.allowed_hosts.clone();
+    options.allowed_origins = args.allow_origins.clone();
     http::serve_http(
         server,
         addr,
-        token,
-        args.allowed_hosts.clone(),
+        options,
         |bound| eprintln!("ssh-session-mcp: listening on http://{bound}/mcp"),
         async {
             use tokio::signal::unix::{signal, SignalKind};

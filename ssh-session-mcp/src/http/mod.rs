@@ -1,8 +1,15 @@
 //! Streamable HTTP transport: `POST/GET/DELETE /mcp`, loopback by default, every request
 //! authenticated with a bearer token (required; generated when not given).
+//!
+//! A request passes, in order: the `Origin` check ([`origin`]), the token, the body and
+//! session checks ([`gate`]), then rmcp's service (which checks `Host`).
+
+pub mod gate;
+pub mod origin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -20,15 +27,43 @@ pub fn generate_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How the HTTP mode is run, besides the address.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// The bearer token every request must carry.
+    pub token: String,
+    /// `Host` headers accepted besides the loopback names and the bound address.
+    pub allowed_hosts: Vec<String>,
+    /// `Origin`s accepted besides loopback pages and the server's own address
+    /// (`scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
+    /// MCP sessions alive at once; an `initialize` beyond it gets 503.
+    pub max_sessions: usize,
+    /// An MCP session without a request for this long is ended.
+    pub session_idle_timeout: Duration,
+}
+
+impl HttpOptions {
+    /// The options with `token` and the limits of `config`'s `[http]` table.
+    pub fn new(token: String, config: &crate::config::HttpConfig) -> HttpOptions {
+        HttpOptions {
+            token,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_sessions: config.max_sessions,
+            session_idle_timeout: Duration::from_secs(config.session_idle_timeout_s),
+        }
+    }
+}
+
 /// Binds `addr` and serves `server` at `/mcp` until `shutdown` resolves. Requests must
-/// carry `Host` set to a loopback name, the bound address or one of `extra_allowed_hosts`
-/// (rmcp's defence against DNS rebinding). `ready` gets the bound address (useful with
-/// port 0).
+/// carry `Host` set to a loopback name, the bound address or one of
+/// `options.allowed_hosts` (rmcp's defence against DNS rebinding), and an `Origin`, if any,
+/// that [`origin::OriginPolicy`] allows. `ready` gets the bound address (useful with port 0).
 pub async fn serve_http(
     server: SshSessionServer,
     addr: SocketAddr,
-    token: String,
-    extra_allowed_hosts: Vec<String>,
+    options: HttpOptions,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -40,20 +75,32 @@ pub async fn serve_http(
         .map_err(|source| McpError::Listen { addr, source })?;
     let mut allowed_hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     allowed_hosts.push(bound.ip().to_string());
-    allowed_hosts.extend(extra_allowed_hosts);
+    allowed_hosts.extend(options.allowed_hosts);
+    let origins = Arc::new(origin::OriginPolicy::new(bound, &options.allowed_origins)?);
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
     config.cancellation_token = cancel.clone();
     let manager = server.manager().clone();
-    let service = StreamableHttpService::new(
-        move || Ok(server.clone()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
-    let token = Arc::new(token);
+    // rmcp ends a session after `keep_alive` without any message in either direction.
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(options.session_idle_timeout);
+    let sessions = Arc::new(sessions);
+    let gate = Arc::new(gate::Gate::new(
+        sessions.clone(),
+        options.max_sessions,
+        options.session_idle_timeout.as_secs(),
+    ));
+    let service = StreamableHttpService::new(move || Ok(server.clone()), sessions, config);
+    let token = Arc::new(options.token);
+    // The last layer added runs first.
     let app = axum::Router::new()
         .nest_service("/mcp", service)
-        .layer(middleware::from_fn_with_state(token, require_token));
+        .layer(middleware::from_fn_with_state(gate, gate::gate))
+        .layer(middleware::from_fn_with_state(token, require_token))
+        .layer(middleware::from_fn_with_state(
+            origins,
+            origin::check_origin,
+        ));
     ready(bound);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

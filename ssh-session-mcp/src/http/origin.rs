@@ -1,0 +1,227 @@
+//! The `Origin` check of the streamable HTTP mode. A browser tells which page a request
+//! comes from in `Origin`; the MCP specification says servers MUST validate it, or any web
+//! page the user opens could drive a local server (DNS rebinding, or a plain cross-site
+//! POST). Requests without `Origin` (command-line and SDK clients) are not from a page and
+//! pass; pages on this machine (`localhost`, `127.0.0.0/8`, `[::1]`, any port) and the
+//! server's own address pass; any other page only when named with `--allow-origin`.
+//!
+//! The check runs before the bearer token's, and its refusal is the same whatever token the
+//! request carries, so a page learns nothing about the token from it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{McpError, Result};
+
+/// A web origin: scheme, host (lower case, IPv6 in brackets) and port (the scheme's
+/// default filled in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// Parses `scheme://host[:port]` (one trailing `/` tolerated); `None` for anything
+    /// else, including the opaque origin `null`.
+    pub fn parse(text: &str) -> Option<Origin> {
+        let (scheme, rest) = text.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (addr, after) = v6.split_once(']')?;
+            addr.parse::<std::net::Ipv6Addr>().ok()?;
+            (format!("[{}]", addr.to_ascii_lowercase()), after)
+        } else {
+            let end = rest.find(':').unwrap_or(rest.len());
+            (rest[..end].to_ascii_lowercase(), &rest[end..])
+        };
+        let valid_host = |h: &str| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        };
+        if !(host.starts_with('[') || valid_host(&host)) {
+            return None;
+        }
+        let port = match port.strip_prefix(':') {
+            None if port.is_empty() => default_port,
+            None => return None,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+            Some(_) => return None,
+        };
+        Some(Origin { scheme, host, port })
+    }
+
+    /// Whether the host is this machine: `localhost` or a loopback address.
+    fn is_loopback(&self) -> bool {
+        if self.host == "localhost" {
+            return true;
+        }
+        let bare = self.host.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// The origins a server accepts besides loopback ones.
+#[derive(Debug)]
+pub struct OriginPolicy {
+    own: Origin,
+    extra: Vec<Origin>,
+}
+
+impl OriginPolicy {
+    /// The policy of a server bound at `bound`, with `--allow-origin` values `extra`
+    /// (refused, naming the value, if one is not an origin).
+    pub fn new(bound: SocketAddr, extra: &[String]) -> Result<OriginPolicy> {
+        let host = match bound.ip() {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        let own = Origin {
+            scheme: "http".into(),
+            host,
+            port: bound.port(),
+        };
+        let extra = extra
+            .iter()
+            .map(|text| {
+                Origin::parse(text).ok_or_else(|| McpError::Config {
+                    detail: format!(
+                        "--allow-origin {text:?} is not an origin: write it as a browser sends it, scheme://host[:port], e.g. https://app.example.com"
+                    ),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(OriginPolicy { own, extra })
+    }
+
+    /// Whether a request with `Origin: text` may go on.
+    pub fn allows(&self, text: &str) -> bool {
+        Origin::parse(text)
+            .is_some_and(|o| o.is_loopback() || o == self.own || self.extra.contains(&o))
+    }
+}
+
+/// Middleware: refuses a request whose `Origin` the policy does not allow, with 403 and a
+/// plain-text body saying what was refused and how to allow it.
+pub async fn check_origin(
+    State(policy): State<Arc<OriginPolicy>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(value) = request.headers().get(header::ORIGIN) else {
+        return next.run(request).await;
+    };
+    let refusal = match value.to_str() {
+        Ok(text) if policy.allows(text) => return next.run(request).await,
+        Ok("null") => "Origin null (a sandboxed or local-file page) is refused; it cannot be allowed, as any page can send it (--allow-origin takes a scheme://host[:port] origin)".to_string(),
+        Ok(text) => {
+            let shown: String = text.chars().take(200).collect();
+            format!(
+                "Origin {shown} is not allowed: only pages on this machine (localhost, 127.0.0.1, [::1]) or this server may call it. To allow that page, start the server with --allow-origin {shown}"
+            )
+        }
+        Err(_) => "the Origin header is not printable ASCII and is refused (--allow-origin takes a scheme://host[:port] origin)".to_string(),
+    };
+    tracing::warn!(origin = ?value, "refused a request from a web page whose Origin is not allowed");
+    (
+        StatusCode::FORBIDDEN,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        format!("{refusal}\n"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> OriginPolicy {
+        OriginPolicy::new(
+            "10.1.2.3:8765".parse().unwrap(),
+            &[
+                "https://App.Example.test/".into(),
+                "http://tools.test:8080".into(),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn origins_parse_like_a_browser_sends_them() {
+        let o = Origin::parse("HTTPS://Example.COM").unwrap();
+        assert_eq!(
+            (o.scheme.as_str(), o.host.as_str(), o.port),
+            ("https", "example.com", 443)
+        );
+        assert_eq!(Origin::parse("http://[::1]:3000").unwrap().host, "[::1]");
+        assert_eq!(Origin::parse("http://a.test:81").unwrap().port, 81);
+        for bad in [
+            "null",
+            "a.test",
+            "ftp://a.test",
+            "http://",
+            "http://a.test:",
+            "http://a.test:x",
+            "http://a.test/path",
+            "http://a b",
+            "http://[zz]",
+            "http://a.test:99999",
+        ] {
+            assert_eq!(Origin::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_own_and_listed_origins_pass() {
+        let p = policy();
+        for ok in [
+            "http://localhost:5173",
+            "https://localhost",
+            "http://127.0.0.1:1",
+            "http://127.9.9.9",
+            "http://[::1]:8080",
+            "http://10.1.2.3:8765",
+            "https://app.example.test",
+            "https://app.example.test:443",
+            "http://tools.test:8080",
+        ] {
+            assert!(p.allows(ok), "{ok}");
+        }
+        for bad in [
+            "http://10.1.2.3:8766",
+            "https://10.1.2.3:8765",
+            "http://app.example.test",
+            "http://tools.test",
+            "http://localhost.evil.test",
+            "http://127.0.0.1.nip.io",
+            "http://[::2]",
+            "null",
+            "",
+        ] {
+            assert!(!p.allows(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_allow_origin_is_named() {
+        let e =
+            OriginPolicy::new("127.0.0.1:1".parse().unwrap(), &["app.test".into()]).unwrap_err();
+        assert!(e.to_string().contains("\"app.test\""), "{e}");
+    }
+}
