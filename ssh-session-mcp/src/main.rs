@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use ssh_session_core::SessionManager;
 use ssh_session_mcp::{http, serve_stdio, Config, McpError, SshSessionServer};
 
@@ -131,12 +131,14 @@ fn read_token(path: &std::path::Path) -> Result<Option<String>, McpError> {
     let mut token = String::new();
     file.read_to_string(&mut token)
         .map_err(|e| fail(e.to_string()))?;
+    // Surrounding whitespace (the newline of `echo token > file`) is not part of it.
     let token = token.trim().to_string();
-    if token.len() < 16 {
-        return Err(fail(
-            "it holds fewer than 16 characters; put a longer token in it, or remove it to have one generated".into(),
-        ));
-    }
+    http::check_token(&token, "the token").map_err(|e| {
+        fail(format!(
+            "{}; fix the file, or remove it to have a new token generated",
+            e.to_string().trim_start_matches("configuration: ")
+        ))
+    })?;
     Ok(Some(token))
 }
 
@@ -174,7 +176,15 @@ fn write_token(path: &std::path::Path, token: &str) -> Result<(), McpError> {
     Ok(())
 }
 
-async fn run(args: Args) -> Result<(), McpError> {
+/// Where `--token`'s value came from, for error messages.
+fn token_source(matches: &clap::ArgMatches) -> &'static str {
+    match matches.value_source("token") {
+        Some(clap::parser::ValueSource::EnvVariable) => "SSH_SESSION_MCP_TOKEN",
+        _ => "--token",
+    }
+}
+
+async fn run(args: Args, token_source: &str) -> Result<(), McpError> {
     let config = load_config(&args)?;
     let server = SshSessionServer::new(SessionManager::new(), config.clone())?;
     let Some(addr) = args.http else {
@@ -185,11 +195,9 @@ async fn run(args: Args) -> Result<(), McpError> {
         tracing::warn!(%addr, "listening beyond loopback: anyone who can reach it and has the token controls your SSH sessions");
     }
     let token = match args.token.clone() {
-        Some(t) if t.len() >= 16 => t,
-        Some(_) => {
-            return Err(McpError::Config {
-                detail: "--token must be at least 16 characters".into(),
-            })
+        Some(t) => {
+            http::check_token(&t, token_source)?;
+            t
         }
         None => {
             let path = token_path(&args)?;
@@ -254,7 +262,9 @@ async fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    if let Err(e) = run(Args::parse()).await {
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(e) = run(args, token_source(&matches)).await {
         eprintln!("ssh-session-mcp: {e}");
         std::process::exit(1);
     }

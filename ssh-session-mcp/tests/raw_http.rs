@@ -1,8 +1,8 @@
 //! Streamable HTTP at the protocol level: the built binary with `--http`, spoken to with
 //! raw HTTP/1.1 over a TCP socket, so every status code, header and body byte is the
 //! server's own. Covers the `Origin` check (before the token, telling nothing about it),
-//! malformed bodies, `DELETE` of an MCP session, the cap on live MCP sessions and idle
-//! expiry. No SSH server is needed: nothing here connects.
+//! malformed bodies, `DELETE` of an MCP session, the cap on live MCP sessions, idle expiry,
+//! and tokens refused at startup. No SSH server is needed: nothing here connects.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -422,4 +422,90 @@ fn live_mcp_sessions_are_capped_and_idle_ones_expire() {
     s.initialize();
     s.initialize();
     assert_eq!(s.post(&initialize_request(), &[]).status, 503);
+}
+
+/// Starts the server with a token from `how` and returns its exit status and stderr.
+fn start_with_bad_token(args: &[&str], env: Option<&str>) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssh-session-mcp"));
+    cmd.args(["--no-agent", "--http", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("SSH_SESSION_MCP_TOKEN")
+        .stdin(Stdio::null());
+    if let Some(v) = env {
+        cmd.env("SSH_SESSION_MCP_TOKEN", v);
+    }
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("{args:?} / {env:?}: still running after 10 s, the token was accepted: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.success(), err)
+}
+
+#[test]
+fn tokens_that_cannot_work_are_refused_at_startup() {
+    let long = "0123456789abcdef0123";
+    let padded = format!("  {long} ");
+    let bell = format!("{long}\x07x");
+    let tab = format!("{long}\tx");
+    let non_ascii = format!("{long}é");
+    for (token, says) in [
+        ("", "empty"),
+        ("   ", "empty"),
+        (padded.as_str(), "whitespace"),
+        (bell.as_str(), "control character"),
+        (tab.as_str(), "control character"),
+        (non_ascii.as_str(), "ASCII"),
+        ("short", "16"),
+    ] {
+        let (ok, err) = start_with_bad_token(&["--token", token], None);
+        assert!(!ok, "--token {token:?} accepted");
+        assert!(
+            err.contains("--token") && err.contains(says),
+            "--token {token:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+        // (A token file is named so that an ignored variable cannot touch the real one.)
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        let (ok, err) =
+            start_with_bad_token(&["--token-file", file.to_str().unwrap()], Some(token));
+        assert!(!ok, "SSH_SESSION_MCP_TOKEN={token:?} accepted");
+        assert!(
+            err.contains("SSH_SESSION_MCP_TOKEN") && err.contains(says),
+            "SSH_SESSION_MCP_TOKEN={token:?}: {err}"
+        );
+    }
+    // A token file: surrounding whitespace (a trailing newline) is fine, a control
+    // character inside is not.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{long}\x1b[0m\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, err) = start_with_bad_token(&["--token-file", file.to_str().unwrap()], None);
+    assert!(
+        !ok && err.contains("control character") && err.contains(file.to_str().unwrap()),
+        "{err}"
+    );
 }

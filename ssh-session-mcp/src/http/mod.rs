@@ -30,7 +30,7 @@ pub fn generate_token() -> String {
 /// How the HTTP mode is run, besides the address.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
-    /// The bearer token every request must carry.
+    /// The bearer token every request must carry (check it with [`check_token`]).
     pub token: String,
     /// `Host` headers accepted besides the loopback names and the bound address.
     pub allowed_hosts: Vec<String>,
@@ -67,6 +67,7 @@ pub async fn serve_http(
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    check_token(&options.token, "the token")?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| McpError::Listen { addr, source })?;
@@ -135,6 +136,53 @@ async fn require_token(State(token): State<Arc<String>>, request: Request, next:
         .into_response()
 }
 
+/// Refuses a token no client could send back as given, saying what is wrong with it and
+/// where it came from (`source`: `--token`, `SSH_SESSION_MCP_TOKEN`, a file...). A
+/// token must be at least 16 printable ASCII characters without spaces: HTTP trims
+/// surrounding whitespace and cannot carry control characters or (reliably) non-ASCII.
+pub fn check_token(token: &str, source: &str) -> Result<()> {
+    let fail = |what: String| {
+        Err(McpError::Config {
+            detail: format!("{source} {what}"),
+        })
+    };
+    if token.trim().is_empty() {
+        return fail("is empty: give a token of at least 16 printable ASCII characters, or none at all to have one generated (see --token-file)".into());
+    }
+    if token.trim() != token {
+        return fail(
+            "has leading or trailing whitespace, which no HTTP client sends back: remove it".into(),
+        );
+    }
+    let position = |i: usize| token[..i].chars().count() + 1;
+    if let Some((i, c)) = token.char_indices().find(|(_, c)| c.is_control()) {
+        return fail(format!(
+            "contains a control character (U+{:04X}) at character {}: tokens must be printable ASCII",
+            c as u32,
+            position(i)
+        ));
+    }
+    if let Some((i, c)) = token.char_indices().find(|(_, c)| !c.is_ascii()) {
+        return fail(format!(
+            "contains a character that is not ASCII ({c:?}) at character {}: tokens must be printable ASCII, which is all an HTTP header carries reliably",
+            position(i)
+        ));
+    }
+    if let Some(i) = token.find(' ') {
+        return fail(format!(
+            "contains a space at character {}: tokens must be printable ASCII without spaces",
+            position(i)
+        ));
+    }
+    let n = token.len();
+    if n < 16 {
+        return fail(format!(
+            "must be at least 16 characters (it has {n}): a short token can be guessed"
+        ));
+    }
+    Ok(())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -149,5 +197,19 @@ mod tests {
         assert!(super::constant_time_eq(b"abc", b"abc"));
         assert!(!super::constant_time_eq(b"abc", b"abd"));
         assert!(!super::constant_time_eq(b"abc", b"ab"));
+        super::check_token(&t, "generated").unwrap();
+    }
+
+    #[test]
+    fn unusable_tokens_say_why() {
+        let why = |t: &str| super::check_token(t, "--token").unwrap_err().to_string();
+        assert!(why("").contains("--token is empty"));
+        assert!(why(" 0123456789abcdef").contains("whitespace"));
+        assert!(why("0123456789abcdef\n").contains("whitespace"));
+        assert!(why("0123456789abcdef\u{1b}x").contains("U+001B) at character 17"));
+        assert!(why("0123456789abcdefé").contains("not ASCII ('é') at character 17"));
+        assert!(why("0123456789 abcdef").contains("space at character 11"));
+        assert!(why("0123456789").contains("16 characters (it has 10)"));
+        super::check_token("0123456789abcdef", "--token").unwrap();
     }
 }
