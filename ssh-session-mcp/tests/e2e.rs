@@ -109,6 +109,11 @@ fn bad_inputs_leave_the_server_healthy() {
 }
 
 #[test]
+fn keep_remote_on_a_session_without_tmux_is_reported_as_not_kept() {
+    scenario("disconnect", Sshd::shared());
+}
+
+#[test]
 fn policy_hosts_read_only_deny_and_disabled_tools() {
     scenario("policy", Sshd::shared());
 }

@@ -311,8 +311,19 @@ impl SshSessionServer {
         &self,
         Parameters(args): Parameters<DisconnectArgs>,
     ) -> std::result::Result<Json<DisconnectResult>, String> {
-        let keep = args.keep_remote.unwrap_or(false);
-        let created = self.session(&args.session)?.info().created;
+        let info = self.session(&args.session)?.info();
+        let created = info.created;
+        // Only a shell in a remote tmux session can outlive the connection: elsewhere
+        // keep_remote cannot be honoured, and the answer must not pretend it was.
+        let asked = args.keep_remote.unwrap_or(false);
+        let keep = asked && info.persistent;
+        let mut notices = Vec::new();
+        if asked && !keep {
+            notices.push(format!(
+                "keep_remote was ignored: session {:?} is not persistent (no remote tmux session), so its shell and anything it ran were ended; connect with persistent: true to keep a shell across disconnects",
+                args.session
+            ));
+        }
         let result = if keep {
             self.manager.detach(&args.session).await
         } else {
@@ -327,6 +338,7 @@ impl SshSessionServer {
         Ok(Json(DisconnectResult {
             session: args.session,
             kept_remote: keep,
+            notices,
         }))
     }
 

@@ -85,6 +85,9 @@ pub struct DisconnectResult {
     pub session: String,
     /// The remote tmux session was left running
     pub kept_remote: bool,
+    /// Things worth knowing (keep_remote ignored)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 /// One entry of `ssh_list_sessions`.

@@ -425,7 +425,34 @@ async def persistent():
     async with server() as c:
         r = await c.connect("keep", persistent=True)
         check(r["resumed"] is False, "disconnect killed the remote session", r)
+        # keep_remote on a persistent session keeps it: the next connect re-adopts it.
+        await c.run("keep", "export KEPT=again")
+        r = await c.ok("ssh_disconnect", session="keep", keep_remote=True)
+        check(r["kept_remote"] is True and "notices" not in r, "kept_remote on a persistent session", r)
+        r = await c.connect("keep", persistent=True)
+        check(r["resumed"] is True, "re-adopted after keep_remote", r)
+        r = await c.run("keep", "echo $KEPT")
+        check(r["output"] == "again\n", "the kept shell's state", r)
         await c.ok("ssh_disconnect", session="keep")
+
+
+async def disconnect():
+    async with server() as c:
+        await c.connect("plain")
+        pid = (await c.run("plain", "echo $$"))["output"].strip()
+        check(pid.isdigit(), "shell pid", pid)
+        # keep_remote on a session without tmux: nothing can be kept, and the answer says so.
+        r = await c.ok("ssh_disconnect", session="plain", keep_remote=True)
+        check(r["kept_remote"] is False, "kept_remote is false: the shell was not kept", r)
+        check(any("keep_remote" in n and "not persistent" in n for n in r.get("notices", [])), "notice", r)
+        await c.connect("probe")
+        deadline = time.monotonic() + 10
+        while (await c.run("probe", f"kill -0 {pid} 2>/dev/null && echo alive || echo gone"))["output"] != "gone\n":
+            check(time.monotonic() < deadline, "the plain session's shell still runs", pid)
+            await asyncio.sleep(0.2)
+        # Without keep_remote: no notice.
+        r = await c.ok("ssh_disconnect", session="probe")
+        check(r["kept_remote"] is False and "notices" not in r, "plain disconnect", r)
 
 
 async def link_lost():
@@ -450,7 +477,7 @@ async def link_lost():
         check(st["reconnects"] >= 1 and st["last_error"], "status after reconnect", st)
 
 
-SCENARIOS = {f.__name__: f for f in (link_lost, tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
+SCENARIOS = {f.__name__: f for f in (disconnect, link_lost, tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
 
 if __name__ == "__main__":
     asyncio.run(asyncio.wait_for(SCENARIOS[sys.argv[1]](), timeout=240))
