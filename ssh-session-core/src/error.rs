@@ -134,7 +134,7 @@ pub enum Error {
         host: String,
     },
     /// A new command was issued while an earlier one still runs.
-    #[error("session {session:?} is busy: {command:?} has been running for {running_for:?}. Read its output, send it input, or interrupt it before running another command")]
+    #[error("session {session:?} is busy: {command:?} has been running for {:.1} s. Read its output, send it input, or interrupt it (Ctrl-C; SIGKILL if it ignores that; a shell that stopped answering is primed again or replaced) before running another command", .running_for.as_secs_f64())]
     Busy {
         /// The session.
         session: String,

@@ -13,29 +13,6 @@ use ssh_session_core::{
 };
 use ssh_session_testkit::prelude::*;
 
-fn sshd_with_login_shell(shell: &str) -> (Sshd, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let wrapper = dir.path().join("login-shell");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nif [ -n \"$SSH_ORIGINAL_COMMAND\" ]; then exec {shell} -c \"$SSH_ORIGINAL_COMMAND\"; fi\nexec {shell} -l\n"
-        ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&wrapper)
-        .status()
-        .unwrap();
-    let sshd = Sshd::start_with(SshdOptions {
-        extra_config: format!("ForceCommand {}\n", wrapper.display()),
-        ..Default::default()
-    })
-    .unwrap();
-    (sshd, dir)
-}
-
 fn require(program: &str) {
     assert!(
         std::path::Path::new(program).exists(),

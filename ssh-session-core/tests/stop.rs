@@ -40,13 +40,15 @@ conformance! {
         let r = s.exec("exec >/dev/null; echo hidden", ExecOptions::timeout(Duration::from_millis(300))).await.unwrap();
         assert!(r.is_running());
         let report = s.stop_command().await.unwrap();
-        assert_eq!(report.tried, ["INT", "TERM", "KILL"]);
+        // The foreground is the shell itself: no signal can help, the first step finds that
+        // out, primes the shell again, gets no answer and replaces it.
+        assert_eq!(report.tried, ["INT"]);
         assert!(report.shell_replaced);
         assert_eq!(report.result.state, CommandState::Killed);
         assert_eq!(report.result.exit_code, None);
         let r = run(&s, "pwd; echo $KEEP").await;
         assert_eq!(r.text(), "/usr\nyes\n");
-        assert!(r.notices.iter().any(|n| matches!(n, Notice::ShellRestarted { .. })), "{:?}", r.notices);
+        assert!(r.notices.iter().any(|n| matches!(n, Notice::ShellRestarted { reason } if reason.contains("stopped answering"))), "{:?}", r.notices);
         m.shutdown().await;
     }
 }

@@ -98,6 +98,35 @@ impl Sshd {
     }
 }
 
+/// An sshd whose users get `shell` (an absolute path) as their login shell: a
+/// `ForceCommand` wrapper runs it exactly where sshd would run the login shell, with the
+/// client's exec command handed to `shell -c` as a login shell would. Keep the directory
+/// (it holds the wrapper) as long as the server.
+pub fn sshd_with_login_shell(shell: &str) -> (Sshd, tempfile::TempDir) {
+    assert!(
+        Path::new(shell).exists(),
+        "{shell} is missing: run `bash .ci/run` (it installs the test dependencies)"
+    );
+    let dir = tempfile::tempdir().expect("a temp dir for the login-shell wrapper");
+    let wrapper = dir.path().join("login-shell");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ -n \"$SSH_ORIGINAL_COMMAND\" ]; then exec {shell} -c \"$SSH_ORIGINAL_COMMAND\"; fi\nexec {shell} -l\n"
+        ),
+    )
+    .expect("write the login-shell wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+        .expect("make the wrapper executable");
+    let sshd = Sshd::start_with(crate::SshdOptions {
+        extra_config: format!("ForceCommand {}\n", wrapper.display()),
+        ..Default::default()
+    })
+    .expect("start an sshd");
+    (sshd, dir)
+}
+
 impl Sshd {
     /// The address it listens on, e.g. for a [`FaultProxy`] in front of it.
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -239,7 +268,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Everything a session test usually imports.
 pub mod prelude {
-    pub use super::{backend, finish, out, read_until, run, screen_with, session, IsolatedTmux};
+    pub use super::{
+        backend, finish, out, read_until, run, screen_with, session, sshd_with_login_shell,
+        IsolatedTmux,
+    };
     pub use crate::conformance;
     pub use crate::{CutMode, FaultProxy, Sshd, SshdOptions};
 }

@@ -52,6 +52,11 @@ pub(crate) fn single_quote(s: &str) -> String {
 }
 
 /// Variables a restored snapshot must not override: they describe the new connection.
+/// bash's prompt hook: what the command line's own ending does, for a line abandoned by
+/// Ctrl-C (quoted for the prime's `eval`).
+const BASH_HOOK: &str = "'{ __ss_rc=$?;__ss_o=$-;\\set +xv;} 2>/dev/null;__ss_t'";
+
+/// Variables a restored snapshot must not override: they describe the new connection.
 const CONNECTION_VARIABLES: &str = "SSH_CLIENT SSH_CONNECTION SSH_TTY SSH_AUTH_SOCK \
     SSH_ORIGINAL_COMMAND SSH_USER_AUTH SHLVL PWD OLDPWD TERM TMUX TMUX_PANE";
 
@@ -81,22 +86,42 @@ pub(crate) fn prime_script(
         "__ss_f=\"$__ss_d/.ssh-session-{env_file_id}.env\";"
     ));
     s.push_str("PS1='';PS2='';PS3='';PS4='+ ';unset PROMPT_COMMAND 2>/dev/null;");
-    s.push_str("HISTCONTROL=\"ignorespace${HISTCONTROL:+:$HISTCONTROL}\";__ss_rc=0;__ss_id=;__ss_p=;__ss_ps=;");
+    s.push_str("HISTCONTROL=\"ignorespace${HISTCONTROL:+:$HISTCONTROL}\";__ss_rc=0;__ss_id=;__ss_p=;__ss_ps=;__ss_x=;__ss_o=;__ss_l=D;");
+    // Each command line ends with `{ __ss_rc=$?;__ss_o=$-;set +xv;} 2>/dev/null`: the exit
+    // code and the shell's flags are saved and tracing is switched off before any of our
+    // plumbing runs, so `set -x`/`set -v` never trace it (the group's stderr is /dev/null,
+    // where the trace of the group itself goes). `__ss_k` turns the saved flags into the
+    // prefix that switches them back on inside the next command's eval.
+    s.push_str("__ss_k(){ __ss_x=;case $__ss_o in *x*v*|*v*x*)__ss_x='\\set -xv;';;*x*)__ss_x='\\set -x;';;*v*)__ss_x='\\set -v;';;esac;};");
     // bash: no readline (it would echo, complete on TAB and redraw), no `!` expansion.
     // When Ctrl-C kills a foreground job, interactive shells abandon the rest of the line,
     // trailer included; bash's and zsh's prompt hooks then print the marker instead.
+    // `__ss_e` re-asserts, after every command, what a command may have changed and we
+    // rely on: no line editor (`set -o emacs` would eat TABs and add bracketed paste), our
+    // prompt hook, no PS0; and it discards complete lines typed for a command that ended
+    // without reading them, which would otherwise run as the next command.
     s.push_str("if [ -n \"${BASH_VERSION:-}\" ];then PS0='';");
-    s.push_str("PROMPT_COMMAND=__ss_t;__ss_r(){ history -s -- \"$__ss_c\";return $__ss_rc;};");
+    s.push_str(&format!(
+        "PROMPT_COMMAND={BASH_HOOK};__ss_r(){{ history -s -- \"$__ss_c\";return $__ss_rc;}};"
+    ));
+    // A line editor switched on inside `eval` takes over bash's input at once: switching it
+    // off again only works from a line the editor itself read. The marker then says `L`
+    // instead of `D`, and the session types such a line first (`LinePrefix::editor_off`).
+    s.push_str(&format!("__ss_e(){{ PS0='';if \\builtin shopt -oq emacs||\\builtin shopt -oq vi;then __ss_l=L;\\set +o emacs +o vi;fi;unset PROMPT_COMMAND;PROMPT_COMMAND={BASH_HOOK};"));
+    s.push_str("while \\read -t 0 2>/dev/null;do IFS= \\read -r -t 1 __ss_j||break;done;};");
     // Plain POSIX shells (dash) have no prompt hook but expand variables in PS1: a
     // per-command INT trap stores the marker where the next prompt prints it, then
-    // re-raises SIGINT so the line is abandoned exactly as in a terminal.
-    s.push_str("else __ss_r(){ return $__ss_rc;};__ss_nl=$(printf '\\n_');__ss_nl=${__ss_nl%_};");
-    s.push_str("__ss_ps='${__ss_p}';__ss_i(){ __ss_rc=$?;__ss_p=\"$(__ss_m)$__ss_nl\";__ss_id=;");
+    // re-raises SIGINT so the line is abandoned exactly as in a terminal. dash cannot tell
+    // whether input is waiting without blocking: leftover complete lines are not discarded.
+    s.push_str("else __ss_r(){ return $__ss_rc;};__ss_e(){ :;};__ss_nl=$(printf '\\n_');__ss_nl=${__ss_nl%_};");
+    s.push_str("__ss_ps='${__ss_p}';__ss_i(){ { __ss_rc=$?;__ss_o=$-;\\set +xv;} 2>/dev/null;__ss_k;__ss_p=\"$(__ss_m)$__ss_nl\";__ss_id=;");
     s.push_str("trap - INT;kill -INT $$;};fi;");
     // zsh: no line editor, and no `%` + padding when output lacks a final newline. Its
     // array syntax is hidden in eval: dash would reject the whole line at parse time.
     s.push_str("if [ -n \"${ZSH_VERSION:-}\" ];then unsetopt zle prompt_cr prompt_sp 2>/dev/null;");
-    s.push_str("PROMPT='';RPROMPT='';__ss_ps=;eval 'precmd_functions=(__ss_t)';fi;");
+    s.push_str("PROMPT='';RPROMPT='';__ss_ps=;__ss_pc(){ { __ss_rc=$?;__ss_o=$-;\\set +xv;} 2>/dev/null;__ss_t;};");
+    s.push_str("__ss_e(){ unsetopt zle 2>/dev/null;\\builtin eval 'precmd_functions=(__ss_pc)';while \\read -t 0 -r __ss_j 2>/dev/null;do :;done;};");
+    s.push_str("eval 'precmd_functions=(__ss_pc)';fi;");
     match output {
         Output::Pty => s.push_str("stty -echo 2>/dev/null;"),
         Output::Pipes => s.push_str("exec 2>&1;"),
@@ -106,11 +131,12 @@ pub(crate) fn prime_script(
     // Marker: save exported variables (restored if this shell dies), then print the done
     // line. In this order the snapshot is complete whenever the client knows the command
     // ended: a link cut right after a command never leaves a half-written snapshot behind.
-    s.push_str("__ss_m(){ export -p >\"$__ss_f\" 2>/dev/null;");
-    s.push_str("printf '%s%sD%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$__ss_id\" \"$__ss_rc\" \"$PWD\" \"$__ss_a\" \"$__ss_b\";};");
+    // `>|` overwrites even under `set -o noclobber` (which a user's .bashrc may set).
+    s.push_str("__ss_m(){ export -p >|\"$__ss_f\" 2>/dev/null;");
+    s.push_str("printf '%s%s%s%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$__ss_l\" \"$__ss_id\" \"$__ss_rc\" \"$PWD\" \"$__ss_a\" \"$__ss_b\";__ss_l=D;};");
     // Trailer: once per command id (inline or from the prompt hook, whichever runs first);
     // re-blanks prompts a command may have set (venv's activate sets PS1); keeps `$?`.
-    s.push_str("__ss_t(){ __ss_rc=$?;if [ -n \"$__ss_id\" ];then PS1=$__ss_ps;PS2='';__ss_m;__ss_id=;fi;return $__ss_rc;};");
+    s.push_str("__ss_t(){ if [ -n \"$__ss_id\" ];then PS1=$__ss_ps;PS2='';__ss_e;__ss_k;__ss_m;__ss_id=;fi;return $__ss_rc;};");
     s.push_str("PS1=$__ss_ps;");
     if let Some(cwd) = &restore.cwd {
         s.push_str(&format!("cd -- {} 2>/dev/null;", single_quote(cwd)));
@@ -140,28 +166,75 @@ pub(crate) fn prime_script(
     )
 }
 
+/// What to put before a command line, learned from how the previous command went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LinePrefix {
+    /// Input was typed for the previous command (`send_input`, a Ctrl-C the terminal did
+    /// not take as one): a partial line of it may still sit in the terminal's line buffer,
+    /// where it would become the start of this line. Ctrl-U (the terminal's kill-line key)
+    /// erases it first; on an empty buffer it does nothing, echo included.
+    pub discard_partial: bool,
+    /// The terminal echoed the previous line back (a command ran `stty sane`, `reset`):
+    /// switch echo off again.
+    pub echo_off: bool,
+    /// bash's line editor came back on (its marker said `L`): a first short line, which
+    /// the editor reads, switches it off; the command line after it is read without it.
+    pub editor_off: bool,
+}
+
 /// The line that runs `command` as command number `id` in a primed shell, or `None` if it
 /// holds a NUL byte (no shell can receive one). The command travels as one quoted word, so
 /// the shell reads it completely before running it; `eval` then runs it at top level, where
 /// `cd`, `export`, functions and aliases persist exactly as if typed. The done marker
 /// carries `id`, so a marker from an earlier command can never complete this one.
-pub(crate) fn command_line(command: &str, flavor: ShellFlavor, id: u64) -> Option<String> {
+///
+/// `\builtin eval` (`\eval` in plain POSIX shells, where `eval` cannot be a function) is
+/// immune to an alias or a function named `eval`. `$__ss_x` turns `set -x`/`set -v` back
+/// on for the command alone if an earlier command set them (see `prime_script`).
+pub(crate) fn command_line(
+    command: &str,
+    flavor: ShellFlavor,
+    id: u64,
+    prefix: LinePrefix,
+) -> Option<String> {
     if command.contains('\0') {
         return None;
     }
-    let mut out = String::with_capacity(command.len() + 64);
+    let mut out = String::with_capacity(command.len() + 128);
+    if prefix.discard_partial {
+        out.push('\x15');
+    }
+    if prefix.editor_off {
+        out.push_str(EDITOR_OFF_LINE);
+    }
     out.push_str(&format!(" __ss_id={id};"));
+    if prefix.echo_off {
+        out.push_str("stty -echo 2>/dev/null;");
+    }
     if flavor == ShellFlavor::Posix {
-        out.push_str("__ss_p=;trap __ss_i INT;");
+        out.push_str("__ss_p=;\\trap __ss_i INT;");
     }
     out.push_str("__ss_c=");
     push_quoted_word(&mut out, command, flavor);
-    out.push_str(";__ss_r;eval \"$__ss_c\";__ss_t");
+    out.push_str(match flavor {
+        ShellFlavor::Extended => ";__ss_r;\\builtin eval \"$__ss_x$__ss_c\";",
+        ShellFlavor::Posix => ";__ss_r;\\eval \"$__ss_x$__ss_c\";",
+    });
+    out.push_str("{ __ss_rc=$?;__ss_o=$-;\\set +xv;} 2>/dev/null;__ss_t");
     if flavor == ShellFlavor::Posix {
-        out.push_str(";trap - INT");
+        out.push_str(";\\trap - INT");
     }
     out.push('\n');
     Some(out)
+}
+
+/// The line bash's line editor reads to switch itself off (see `LinePrefix::editor_off`).
+const EDITOR_OFF_LINE: &str = " \\set +o emacs +o vi\n";
+
+/// What the terminal echoes when `line` is typed with echo on: the line itself, without
+/// its Ctrl-U.
+pub(crate) fn echo_of(line: &str) -> &[u8] {
+    line.strip_prefix('\x15').unwrap_or(line).as_bytes()
 }
 
 /// Appends `text` as one shell word that survives a canonical-mode TTY: no control byte is
@@ -213,22 +286,30 @@ mod tests {
 
     #[test]
     fn command_line_is_one_word_and_runs_trailer() {
-        let line = command_line("echo 'hi'", ShellFlavor::Extended, 7).unwrap();
+        let none = LinePrefix::default();
+        let line = command_line("echo 'hi'", ShellFlavor::Extended, 7, none).unwrap();
         assert_eq!(
             line,
-            " __ss_id=7;__ss_c='echo '\\''hi'\\''';__ss_r;eval \"$__ss_c\";__ss_t\n"
+            " __ss_id=7;__ss_c='echo '\\''hi'\\''';__ss_r;\\builtin eval \"$__ss_x$__ss_c\";\
+             { __ss_rc=$?;__ss_o=$-;\\set +xv;} 2>/dev/null;__ss_t\n"
+        );
+        let posix = command_line("true", ShellFlavor::Posix, 8, none).unwrap();
+        assert!(
+            posix.contains(";__ss_r;\\eval \"$__ss_x$__ss_c\";"),
+            "{posix}"
         );
     }
 
     #[test]
     fn nul_is_refused() {
-        assert!(command_line("a\0b", ShellFlavor::Posix, 1).is_none());
+        assert!(command_line("a\0b", ShellFlavor::Posix, 1, LinePrefix::default()).is_none());
     }
 
     #[test]
     fn control_bytes_are_never_typed() {
+        let none = LinePrefix::default();
         for flavor in [ShellFlavor::Extended, ShellFlavor::Posix] {
-            let line = command_line("printf '\x03\r\x15\x7f'", flavor, 1).unwrap();
+            let line = command_line("printf '\x03\r\x15\x7f'", flavor, 1, none).unwrap();
             let body = &line[..line.len() - 1];
             assert!(
                 !body
@@ -237,16 +318,37 @@ mod tests {
                 "{line:?}"
             );
         }
-        let line = command_line("\x03", ShellFlavor::Extended, 1).unwrap();
+        let line = command_line("\x03", ShellFlavor::Extended, 1, none).unwrap();
         assert!(line.contains("'$'\\003''"));
-        let line = command_line("\x03", ShellFlavor::Posix, 1).unwrap();
+        let line = command_line("\x03", ShellFlavor::Posix, 1, none).unwrap();
         assert!(line.contains("\"$(printf '\\003')\""));
+        // The one control byte typed on purpose: the kill-line key, first, when asked for.
+        let prefix = LinePrefix {
+            discard_partial: true,
+            echo_off: true,
+            editor_off: false,
+        };
+        let line = command_line("true", ShellFlavor::Extended, 1, prefix).unwrap();
+        assert!(
+            line.starts_with("\x15 __ss_id=1;stty -echo 2>/dev/null;"),
+            "{line:?}"
+        );
+        assert_eq!(echo_of(&line), &line.as_bytes()[1..]);
+        let prefix = LinePrefix {
+            editor_off: true,
+            ..LinePrefix::default()
+        };
+        let line = command_line("true", ShellFlavor::Extended, 1, prefix).unwrap();
+        assert!(
+            line.starts_with(" \\set +o emacs +o vi\n __ss_id=1;"),
+            "{line:?}"
+        );
     }
 
     #[test]
     fn long_lines_are_split_below_the_tty_limit() {
         let cmd = format!("echo {}", "é".repeat(5000));
-        let line = command_line(&cmd, ShellFlavor::Extended, 1).unwrap();
+        let line = command_line(&cmd, ShellFlavor::Extended, 1, LinePrefix::default()).unwrap();
         assert!(
             line.split('\n').all(|l| l.len() < 1100),
             "a line is too long"

@@ -21,16 +21,19 @@ pub(crate) enum Event {
     },
     /// The probe line ran (every shell prints it; see `prime_script`).
     Probe,
-    /// Command `id` finished with `exit_code` and left the shell in `cwd`.
+    /// Command `id` finished with `exit_code` and left the shell in `cwd`. `editor`: bash's
+    /// line editor had come back on (marker kind `L`; see `LinePrefix::editor_off`).
     Done {
         id: u64,
         exit_code: i32,
         cwd: Vec<u8>,
+        editor: bool,
     },
 }
 
 /// Incremental marker scanner over a byte stream that arrives in arbitrary chunks.
 pub(crate) struct MarkerParser {
+    nonce: Nonce,
     token: Vec<u8>,
     finder: memmem::Finder<'static>,
     pending: Vec<u8>,
@@ -42,10 +45,16 @@ impl MarkerParser {
         let token = nonce.token();
         let finder = memmem::Finder::new(&token).into_owned();
         MarkerParser {
+            nonce: nonce.clone(),
             token,
             finder,
             pending: Vec::new(),
         }
+    }
+
+    /// The nonce whose markers this parser finds (to prime the same shell again).
+    pub(crate) fn nonce(&self) -> &Nonce {
+        &self.nonce
     }
 
     /// Feeds one chunk and appends what it completes to `events`.
@@ -127,7 +136,7 @@ impl MarkerParser {
                 };
                 Parsed::Complete(t + 1 + nl + 1, Event::Probe)
             }
-            b'R' | b'D' => {
+            b'R' | b'D' | b'L' => {
                 let Some(end) = self.finder.find(body) else {
                     return Parsed::Incomplete;
                 };
@@ -177,6 +186,7 @@ impl MarkerParser {
                         id: id as u64,
                         exit_code: exit_code as i32,
                         cwd: cwd.to_vec(),
+                        editor: kind == b'L',
                     },
                 )
             }
@@ -295,7 +305,8 @@ mod tests {
                     Event::Done {
                         id: 9,
                         exit_code: 3,
-                        cwd: b"/tmp/a;b".to_vec()
+                        cwd: b"/tmp/a;b".to_vec(),
+                        editor: false,
                     }
                 ]
             );
@@ -317,7 +328,8 @@ mod tests {
                 Event::Done {
                     id: 9,
                     exit_code: 0,
-                    cwd: b"/".to_vec()
+                    cwd: b"/".to_vec(),
+                    editor: false,
                 }
             ]
         );

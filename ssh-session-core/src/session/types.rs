@@ -141,10 +141,16 @@ pub enum CommandState {
     /// It would not stop: Ctrl-C, SIGTERM and SIGKILL all failed within the stop deadline,
     /// so the shell was killed and replaced (see the result's notices).
     Killed,
+    /// Its shell stopped reporting on it: the marker that ends every command could not come
+    /// back (`exec >/dev/null`, `exec bash`, our variables unset), so an interrupt found the
+    /// shell itself waiting and primed it again. The shell and its state are kept; the exit
+    /// code is unknown. The next command runs normally.
+    Untracked,
 }
 
 impl CommandState {
-    /// A short lower-case name: `running`, `exited`, `shell_exited`, `link_lost`, `killed`.
+    /// A short lower-case name: `running`, `exited`, `shell_exited`, `link_lost`, `killed`,
+    /// `untracked`.
     pub fn name(&self) -> &'static str {
         match self {
             CommandState::Running => "running",
@@ -152,6 +158,7 @@ impl CommandState {
             CommandState::ShellExited => "shell_exited",
             CommandState::LinkLost => "link_lost",
             CommandState::Killed => "killed",
+            CommandState::Untracked => "untracked",
         }
     }
 }
@@ -176,6 +183,14 @@ pub enum Notice {
         /// Attempts it took.
         attempts: u32,
     },
+    /// A new shell could not go back to the previous working directory (it was removed, or
+    /// is no longer accessible): it starts in `now` instead.
+    CwdNotRestored {
+        /// The directory the previous shell was in.
+        wanted: String,
+        /// Where the new shell is.
+        now: String,
+    },
 }
 
 impl std::fmt::Display for Notice {
@@ -193,6 +208,11 @@ impl std::fmt::Display for Notice {
             Notice::Reconnected { cause, attempts } => write!(
                 f,
                 "the connection was lost ({cause}) and re-established after {attempts} attempt(s)"
+            ),
+            Notice::CwdNotRestored { wanted, now } => write!(
+                f,
+                "the previous working directory {wanted:?} could not be entered again (removed, \
+                 or no longer accessible); the shell is in {now:?}"
             ),
         }
     }

@@ -16,10 +16,12 @@ const GRACE: Duration = Duration::from_secs(2);
 /// Ends the session; `kill_remote: false` leaves a persistent shell running in tmux.
 /// Idempotent.
 pub(super) async fn shutdown(driver: &Driver, kill_remote: bool) -> Result<()> {
+    let pid = driver.view(|m| m.shell_pid());
     let Some(shell) = driver.act(|m| (m.begin_close(), Default::default())) else {
         return Ok(());
     };
     let persistent = driver.config.persistent;
+    let ending_shell = !persistent || kill_remote;
     if let Some((input, idle)) = &shell {
         if persistent && !kill_remote {
             // Detach: the shell stays in tmux for a later session of the same name.
@@ -47,6 +49,14 @@ pub(super) async fn shutdown(driver: &Driver, kill_remote: bool) -> Result<()> {
             let _ = tokio::time::timeout(GRACE, run(transport.as_ref(), &rm)).await;
         }
         let _ = input.close().await;
+    }
+    if let (Some(pid), Some(_), true) = (pid, &shell, ending_shell) {
+        // Background jobs would outlive the shell (an exiting bash does not hang them up;
+        // they are not in the terminal's foreground): end the shell's whole session as a
+        // closed terminal would, with SIGHUP. `nohup` and `setsid` keep a job running.
+        let hup = format!("pkill -HUP -s {pid} 2>/dev/null; true");
+        let transport = driver.transport();
+        let _ = tokio::time::timeout(GRACE, run(transport.as_ref(), &hup)).await;
     }
     if persistent && kill_remote {
         let transport = driver.transport();

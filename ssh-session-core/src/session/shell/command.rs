@@ -32,6 +32,9 @@ pub(super) enum Outcome {
     LinkLost,
     /// It would not stop, so its shell was killed.
     Killed,
+    /// Its marker never came; the shell answered a new prime instead (see
+    /// `Machine::resync`).
+    Untracked,
 }
 
 /// The current (or most recent) command.
@@ -92,6 +95,7 @@ impl Outcome {
             Outcome::ShellGone(_) => CommandState::ShellExited,
             Outcome::LinkLost => CommandState::LinkLost,
             Outcome::Killed => CommandState::Killed,
+            Outcome::Untracked => CommandState::Untracked,
         }
     }
 

@@ -25,6 +25,9 @@ pub(crate) enum GoneCause {
     LinkLost,
     /// It was killed on purpose, because its command would not stop.
     Replaced,
+    /// It was killed on purpose, because it no longer answered: a command had sent its
+    /// output nowhere (`exec >/dev/null`) or broken what the session types into it.
+    Unresponsive,
     /// A persistent shell's tmux session was gone when the session came back for it.
     TmuxGone,
     /// The session was closed.
@@ -41,6 +44,10 @@ impl fmt::Display for GoneCause {
             GoneCause::Replaced => {
                 f.write_str("the shell was killed because its command would not stop")
             }
+            GoneCause::Unresponsive => f.write_str(
+                "the shell was killed because it stopped answering (a command sent its output \
+                 nowhere or changed the variables the session relies on)",
+            ),
             GoneCause::TmuxGone => {
                 f.write_str("the persistent shell's tmux session was gone after reconnecting")
             }

@@ -30,14 +30,17 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::command::{Commands, Outcome};
+use super::echo::EchoFilter;
 use super::effects::{
     Begun, Claim, ClosingShell, Effects, GoneCause, Opening, PrimeVerdict, Refusal,
 };
 use super::link::Link;
 use super::terminal::Terminal;
 use crate::error::{Error, Result};
-use crate::protocol::{command_line, Event, MarkerParser, Nonce, ShellFlavor};
-use crate::session::types::{ExecResult, HistoryEntry, Notice, SessionInfo, SessionStatus};
+use crate::protocol::{command_line, echo_of, Event, LinePrefix, MarkerParser, Nonce, ShellFlavor};
+use crate::session::types::{
+    CommandState, ExecResult, HistoryEntry, Notice, SessionInfo, SessionStatus,
+};
 use crate::transport::ChannelInput;
 
 /// What a priming shell printed, kept (bounded) for the error if it never gets ready.
@@ -64,12 +67,15 @@ enum Life {
         resume: Option<MarkerParser>,
         failed: Option<GoneCause>,
     },
-    /// The prime was typed; waiting for its ready (or probe) marker.
+    /// The prime was typed; waiting for its ready (or probe) marker. `resync`: typed again
+    /// into a shell that stopped reporting while a command ran (see `resync`); that command
+    /// is still the current one.
     Priming {
         live: Live,
         previous: Option<GoneCause>,
         log: Vec<u8>,
         probed: bool,
+        resync: bool,
     },
     /// Primed: commands may run.
     Ready(Live),
@@ -91,6 +97,11 @@ pub(super) struct Machine {
     shell_pid: Option<u32>,
     cwd: String,
     terminal: Terminal,
+    echo: EchoFilter,
+    /// Bytes other than command lines were typed since the last command began.
+    typed_extra: bool,
+    /// The last marker said bash's line editor had come back on.
+    editor_back: bool,
     commands: Commands,
     created: SystemTime,
     last_activity: SystemTime,
@@ -123,6 +134,9 @@ impl Machine {
             shell_pid: None,
             cwd: String::new(),
             terminal: Terminal::new(settings.pty),
+            echo: EchoFilter::default(),
+            typed_extra: false,
+            editor_back: false,
             commands: Commands::new(settings.max_output, settings.history_limit),
             created: now,
             last_activity: now,
@@ -243,6 +257,7 @@ impl Machine {
                     previous,
                     log: Vec::new(),
                     probed: false,
+                    resync: false,
                 }
             }
         };
@@ -385,6 +400,13 @@ impl Machine {
     /// The current channel ended for `cause`.
     fn end_live(&mut self, cause: GoneCause, fx: &mut Effects) {
         match std::mem::replace(&mut self.life, Life::Gone(None)) {
+            Life::Priming {
+                live, resync: true, ..
+            } => {
+                // The shell being resynchronised ended: as if it had been ready.
+                self.life = Life::Ready(live);
+                self.end_live(cause, fx);
+            }
             Life::Priming { previous, .. } => {
                 // The claimer sees it in its verdict and decides.
                 self.life = Life::Starting {
@@ -439,6 +461,20 @@ impl Machine {
     fn apply(&mut self, event: Event, fx: &mut Effects) {
         let running = self.commands.running_id();
         match (&mut self.life, event) {
+            // Resynchronising: the command is still current, its output and its marker
+            // (if the shell was only slow) still count.
+            (Life::Priming { resync: true, .. }, Event::Output(bytes)) => {
+                self.command_output(&bytes, fx)
+            }
+            (
+                Life::Priming { resync: true, .. },
+                Event::Done {
+                    id, exit_code, cwd, ..
+                },
+            ) if running == Some(id) => {
+                self.cwd = String::from_utf8_lossy(&cwd).into_owned();
+                self.finish(Outcome::Exited(exit_code), fx);
+            }
             (Life::Priming { log, .. }, Event::Output(bytes)) => {
                 log.extend_from_slice(&bytes);
                 let excess = log.len().saturating_sub(PRIME_LOG_CAP);
@@ -450,18 +486,31 @@ impl Machine {
                 self.cwd = String::from_utf8_lossy(&cwd).into_owned();
                 self.shell_pid = Some(pid);
                 self.flavor = flavor;
-                if let Life::Priming { live, .. } =
+                if let Life::Priming { live, resync, .. } =
                     std::mem::replace(&mut self.life, Life::Gone(None))
                 {
                     self.life = Life::Ready(live);
+                    if resync {
+                        // Primed again: whatever the command did, its end was not seen.
+                        self.finish(Outcome::Untracked, fx);
+                    }
                 }
             }
             (Life::Priming { probed, .. }, Event::Probe) => {
                 *probed = true;
             }
             (_, Event::Output(bytes)) => self.command_output(&bytes, fx),
-            (Life::Ready(_), Event::Done { id, exit_code, cwd }) if running == Some(id) => {
+            (
+                Life::Ready(_),
+                Event::Done {
+                    id,
+                    exit_code,
+                    cwd,
+                    editor,
+                },
+            ) if running == Some(id) => {
                 self.cwd = String::from_utf8_lossy(&cwd).into_owned();
+                self.editor_back = editor;
                 self.finish(Outcome::Exited(exit_code), fx);
             }
             // A late ready/probe, or the marker of a command no longer current.
@@ -472,7 +521,12 @@ impl Machine {
     fn command_output(&mut self, raw: &[u8], fx: &mut Effects) {
         self.last_activity = SystemTime::now();
         let decoded = self.terminal.decode(raw);
-        self.deliver(decoded, fx);
+        if self.editor_back && !self.is_running() {
+            // The line editor's prompt, printed as it began to read: not anyone's output.
+            return;
+        }
+        let output = self.echo.filter(decoded);
+        self.deliver(output, fx);
     }
 
     fn deliver(&mut self, bytes: Vec<u8>, fx: &mut Effects) {
@@ -486,6 +540,8 @@ impl Machine {
 
     /// Ends the running command, if one runs; its stream gets its final event.
     fn finish(&mut self, outcome: Outcome, fx: &mut Effects) {
+        let held = self.echo.release();
+        self.deliver(held, fx);
         let tail = self.terminal.flush();
         self.deliver(tail, fx);
         self.commands.finish(outcome, &self.cwd, &mut fx.wakers);
@@ -505,7 +561,12 @@ impl Machine {
                 session: self.name.clone(),
             }));
         }
-        let Some(line) = command_line(command, self.flavor, self.commands.next_id()) else {
+        let prefix = LinePrefix {
+            discard_partial: self.pty && self.typed_extra,
+            echo_off: self.echo.seen(),
+            editor_off: self.editor_back,
+        };
+        let Some(line) = command_line(command, self.flavor, self.commands.next_id(), prefix) else {
             return Err(Refusal::Fail(Error::InvalidCommand {
                 session: self.name.clone(),
                 reason: "it contains a NUL byte, which cannot be typed into a shell".into(),
@@ -545,6 +606,13 @@ impl Machine {
         let mut fx = Effects::default();
         let (id, sink) = self.commands.begin(command, source, stream, &mut fx.wakers);
         self.terminal.new_command();
+        self.typed_extra = false;
+        if prefix.editor_off {
+            self.echo.arm_skip_line();
+        } else if self.pty {
+            self.echo.arm(vec![echo_of(&line).to_vec()]);
+        }
+        self.editor_back = false;
         self.last_activity = SystemTime::now();
         Ok((
             Begun {
@@ -580,19 +648,31 @@ impl Machine {
         on_output: bool,
         expired: bool,
     ) -> Result<Option<ExecResult>> {
-        self.commands
-            .poll_result(&self.name, &self.cwd, on_output, expired)
+        let result = self
+            .commands
+            .poll_result(&self.name, &self.cwd, on_output, expired)?;
+        match result {
+            // Ended by closing the session, not by its shell: say that, not "shell exited".
+            Some(r) if self.closed && r.state == CommandState::ShellExited => Err(Error::Closed {
+                session: self.name.clone(),
+            }),
+            other => Ok(other),
+        }
     }
 
-    /// The shell's input, for bytes meant for the running command.
-    pub(super) fn input_for_running(&self) -> Result<Arc<dyn ChannelInput>> {
+    /// The shell's input, for bytes meant for the running command (noted: what the
+    /// command does not read must not reach the next command line).
+    pub(super) fn input_for_running(&mut self) -> Result<Arc<dyn ChannelInput>> {
         if self.commands.running_id().is_none() {
             return Err(Error::NotRunning {
                 session: self.name.clone(),
             });
         }
         match &self.life {
-            Life::Ready(live) => Ok(live.input.clone()),
+            Life::Ready(live) => {
+                self.typed_extra = true;
+                Ok(live.input.clone())
+            }
             _ => Err(Error::Disconnected {
                 session: self.name.clone(),
                 detail: "the shell is not reachable right now (reconnecting or restarting); \
@@ -603,8 +683,15 @@ impl Machine {
     }
 
     /// What an interrupt needs: the shell's input, its pid, whether it has a terminal.
-    pub(super) fn interrupt_target(&self) -> Result<(Arc<dyn ChannelInput>, Option<u32>, bool)> {
+    pub(super) fn interrupt_target(
+        &mut self,
+    ) -> Result<(Arc<dyn ChannelInput>, Option<u32>, bool)> {
         Ok((self.input_for_running()?, self.shell_pid, self.pty))
+    }
+
+    /// The shell's process id, once it answered its prime.
+    pub(super) fn shell_pid(&self) -> Option<u32> {
+        self.shell_pid
     }
 
     /// Whether a command is running.
@@ -614,9 +701,37 @@ impl Machine {
 
     // ---- ending a shell on purpose ------------------------------------------------
 
-    /// The running command would not stop: it ends as killed, and the caller, who now
-    /// owns the start of the next shell, gets the old shell's input to close.
-    pub(super) fn replace_shell(&mut self) -> (Option<Arc<dyn ChannelInput>>, Effects) {
+    /// The running command's marker may never come back (its shell was replaced by `exec
+    /// bash`, its output goes nowhere, our variables were unset): the caller types the prime
+    /// again, with the same nonce, into the same shell. Returns its input and nonce, or
+    /// `None` if no command runs in a ready shell. If the shell answers, the command ends
+    /// as untracked (or normally, should its own marker come first); if not, the caller
+    /// replaces the shell.
+    pub(super) fn resync(&mut self) -> Option<(Arc<dyn ChannelInput>, Nonce)> {
+        if !self.is_running() || !matches!(self.life, Life::Ready(_)) {
+            return None;
+        }
+        let Life::Ready(live) = std::mem::replace(&mut self.life, Life::Gone(None)) else {
+            unreachable!("matched above")
+        };
+        let found = (live.input.clone(), live.parser.nonce().clone());
+        self.life = Life::Priming {
+            live,
+            previous: None,
+            log: Vec::new(),
+            probed: false,
+            resync: true,
+        };
+        Some(found)
+    }
+
+    /// The running command would not stop, or its shell stopped answering (`cause`): it
+    /// ends as killed, and the caller, who now owns the start of the next shell, gets the
+    /// old shell's input to close.
+    pub(super) fn replace_shell(
+        &mut self,
+        cause: GoneCause,
+    ) -> (Option<Arc<dyn ChannelInput>>, Effects) {
         let mut fx = Effects::default();
         self.finish(Outcome::Killed, &mut fx);
         let old = match std::mem::replace(&mut self.life, Life::Gone(None)) {
@@ -624,7 +739,7 @@ impl Machine {
             _ => None,
         };
         self.life = Life::Starting {
-            previous: Some(GoneCause::Replaced),
+            previous: Some(cause),
             resume: None,
             failed: None,
         };

@@ -124,7 +124,7 @@ fn replacing_a_shell_keeps_the_start_so_a_queued_command_waits() {
     let mut m = ready(false);
     let begun = begin(&mut m, "wedged", false);
     m.typed(begun.id);
-    let (old, _) = m.replace_shell();
+    let (old, _) = m.replace_shell(GoneCause::Replaced);
     assert!(old.is_some());
     assert_eq!(state(&mut m), CommandState::Killed);
     assert!(matches!(
@@ -143,7 +143,7 @@ fn replacing_a_shell_keeps_the_start_so_a_queued_command_waits() {
 #[test]
 fn events_of_a_replaced_channel_are_ignored() {
     let mut m = ready(false);
-    let (_, _) = m.replace_shell();
+    let (_, _) = m.replace_shell(GoneCause::Replaced);
     let _ = m.opened(Arc::new(Keys), Opening::Prime(Nonce::fixed(NONCE)));
     let _ = m.output(2, &ready_marker());
     let _ = m.prime_verdict();
@@ -163,7 +163,7 @@ fn a_stream_ends_with_its_final_event_however_its_command_ends() {
         let sink = begun.sink.expect("a stream");
         let _ = m.output(1, b"partial\r\n");
         match end {
-            "killed" => drop(m.replace_shell()),
+            "killed" => drop(m.replace_shell(GoneCause::Replaced)),
             "link lost" => {
                 let fx = m.channel_closed(1, false);
                 assert_eq!(fx.reconnect, Some(1));

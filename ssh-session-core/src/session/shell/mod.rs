@@ -13,6 +13,7 @@
 mod close;
 mod command;
 mod driver;
+mod echo;
 mod effects;
 mod follow;
 mod link;
@@ -198,7 +199,7 @@ impl Session for ShellSession {
     }
 
     async fn send_input(&self, input: &[u8]) -> Result<()> {
-        let shell = self.driver.view(|m| m.input_for_running())?;
+        let shell = self.driver.peek(|m| m.input_for_running())?;
         shell.write(input).await
     }
 

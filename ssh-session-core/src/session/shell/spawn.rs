@@ -51,6 +51,10 @@ pub(super) async fn start_claimed(
     };
     match spawn(driver, &restore).await {
         Ok(mut notices) => {
+            let now = driver.view(|m| m.cwd()).unwrap_or_default();
+            if let Some(wanted) = restore.cwd.filter(|wanted| *wanted != now) {
+                notices.push(Notice::CwdNotRestored { wanted, now });
+            }
             if let Some(previous) = &previous {
                 notices.insert(
                     0,
@@ -157,27 +161,20 @@ async fn prime(
         return Err(SpawnError::Failed(e));
     }
     let deadline = Instant::now() + timeout;
-    loop {
-        let since = driver.watch();
-        let verdict = driver.view(|m| m.prime_verdict());
-        match verdict {
-            PrimeVerdict::Ready => return Ok(()),
-            PrimeVerdict::NotPosix => {
-                driver.apply(|m| {
-                    m.priming_abandoned();
-                    Default::default()
-                });
-                let _ = input.close().await;
-                return Err(SpawnError::NotPosix);
-            }
-            PrimeVerdict::Ended(cause) => {
-                return Err(SpawnError::Failed(not_ready(format!(
-                    "(the shell ended: {cause})"
-                ))));
-            }
-            PrimeVerdict::Waiting => {}
+    match wait_verdict(driver, deadline).await {
+        PrimeVerdict::Ready => Ok(()),
+        PrimeVerdict::NotPosix => {
+            driver.apply(|m| {
+                m.priming_abandoned();
+                Default::default()
+            });
+            let _ = input.close().await;
+            Err(SpawnError::NotPosix)
         }
-        if !driver.changed_before(deadline, since).await && Instant::now() >= deadline {
+        PrimeVerdict::Ended(cause) => Err(SpawnError::Failed(not_ready(format!(
+            "(the shell ended: {cause})"
+        )))),
+        PrimeVerdict::Waiting => {
             let log = driver.view(|m| m.prime_log());
             driver.apply(|m| {
                 m.priming_abandoned();
@@ -188,7 +185,21 @@ async fn prime(
                 let chars: Vec<char> = log.chars().collect();
                 chars[chars.len().saturating_sub(400)..].iter().collect()
             };
-            return Err(SpawnError::Failed(not_ready(tail)));
+            Err(SpawnError::Failed(not_ready(tail)))
+        }
+    }
+}
+
+/// Waits until the priming shell answers or `deadline` (then the verdict is `Waiting`).
+pub(super) async fn wait_verdict(driver: &Driver, deadline: Instant) -> PrimeVerdict {
+    loop {
+        let since = driver.watch();
+        let verdict = driver.view(|m| m.prime_verdict());
+        if !matches!(verdict, PrimeVerdict::Waiting) {
+            return verdict;
+        }
+        if !driver.changed_before(deadline, since).await && Instant::now() >= deadline {
+            return PrimeVerdict::Waiting;
         }
     }
 }

@@ -1,66 +1,173 @@
 //! Interrupting the running command, and the stop ladder that ends with replacing a shell
 //! whose command will not stop.
+//!
+//! Who gets a signal is decided by looking at the shell's terminal from a separate exec
+//! channel: its foreground process group is the running command. When that group is the
+//! shell itself, no process may be signalled (that would kill the shell, or, as `pkill -P`
+//! did, every background job): the shell is running a builtin (`read`), or it is waiting
+//! for input because the command's marker can never come back (`exec bash`,
+//! `exec >/dev/null`, our variables unset). Ctrl-C ends the first; for the second the
+//! shell is primed again, and replaced if it does not answer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::driver::Driver;
+use super::effects::{Effects, GoneCause, PrimeVerdict};
 use super::spawn;
 use crate::error::{Error, Result};
 use crate::persistent;
+use crate::protocol::{prime_script, Output, Restore};
 use crate::session::types::{Interrupt, StopReport};
 use crate::transport::run;
 
-/// Sends `how` to the running command.
-pub(super) async fn interrupt(driver: &Driver, how: Interrupt) -> Result<()> {
-    let (input, pid, pty) = driver.view(|m| m.interrupt_target())?;
-    match (how, pty) {
-        // Through the terminal, as a person would: the line discipline signals the
-        // foreground job and the shell survives.
-        (Interrupt::Int, true) => input.write(b"\x03").await,
-        (Interrupt::Eof, true) => input.write(b"\x04").await,
-        (Interrupt::Eof, false) => Err(Error::InvalidCommand {
-            session: driver.name.clone(),
-            reason: "EOF needs a PTY session: without one, closing stdin would end the shell"
-                .into(),
-        }),
-        (how, _) => {
-            let pid = pid.ok_or_else(|| Error::Disconnected {
-                session: driver.name.clone(),
-                detail: "the shell's process id is not known yet".into(),
-            })?;
-            signal_foreground(driver, pid, how.signal_name()).await
-        }
-    }
+/// How long a shell in its own foreground gets to end its command after Ctrl-C before it
+/// is primed again. A builtin (`read`, a `while` loop) ends at once; the time only matters
+/// when the marker can never come.
+const SHELL_GRACE: Duration = Duration::from_secs(1);
+
+/// What the side channel found in the shell's terminal.
+#[derive(Debug, PartialEq, Eq)]
+enum Foreground {
+    /// A job (process group) other than the shell's: signalled, if asked.
+    Job,
+    /// No terminal (plain pipes): the shell's children were signalled.
+    Children,
+    /// Nothing but the shell itself.
+    Shell,
 }
 
-/// Signals the terminal's foreground process group (the running command) through a
-/// separate exec channel: a PTY can only carry Ctrl-C, and SSH `signal` requests reach the
-/// shell, not its foreground job.
-async fn signal_foreground(driver: &Driver, pid: u32, signal: &str) -> Result<()> {
-    // tpgid is field 8 of /proc/PID/stat, counted after the ")" that ends the command name
-    // (which may contain spaces). No foreground job of its own → signal children.
+/// Sends `how` to the running command.
+pub(super) async fn interrupt(driver: &Arc<Driver>, how: Interrupt) -> Result<()> {
+    deliver(driver, how).await.map(|_| ())
+}
+
+/// [`interrupt`], saying whether the shell had to be replaced.
+async fn deliver(driver: &Arc<Driver>, how: Interrupt) -> Result<bool> {
+    let (input, pid, pty) = driver.peek(|m| m.interrupt_target())?;
+    if how == Interrupt::Eof {
+        if !pty {
+            return Err(Error::InvalidCommand {
+                session: driver.name.clone(),
+                reason: "EOF needs a PTY session: without one, closing stdin would end the shell"
+                    .into(),
+            });
+        }
+        input.write(b"\x04").await?;
+        return Ok(false);
+    }
+    let pid = pid.ok_or_else(|| Error::Disconnected {
+        session: driver.name.clone(),
+        detail: "the shell's process id is not known yet".into(),
+    })?;
+    // Ctrl-C goes through the terminal, as a person's would: the line discipline signals
+    // the foreground even where we may not (sudo runs as root), and the shell survives.
+    let typed_ctrl_c = how == Interrupt::Int && pty;
+    let signal = (!typed_ctrl_c).then(|| how.signal_name());
+    let found = foreground(driver, pid, signal).await?;
+    if found != Foreground::Shell {
+        if typed_ctrl_c {
+            input.write(b"\x03").await?;
+        }
+        return Ok(false);
+    }
+    if pty {
+        input.write(b"\x03").await?;
+    }
+    let grace = SHELL_GRACE.min(driver.config.stop_deadline / 3);
+    if !driver
+        .wait_result(Instant::now() + grace, false)
+        .await?
+        .is_running()
+    {
+        return Ok(false);
+    }
+    resync(driver).await
+}
+
+/// Looks at the shell's terminal through a separate exec channel (a PTY carries only
+/// Ctrl-C, and SSH `signal` requests reach the shell, not its foreground job), signalling
+/// the foreground job with `signal` if there is one and a signal is asked for.
+async fn foreground(driver: &Driver, pid: u32, signal: Option<&str>) -> Result<Foreground> {
+    // pgrp and tpgid are fields 3 and 6 after the ")" that ends the command name (which may
+    // contain spaces); tpgid is -1 without a terminal.
+    let (kill_job, kill_children) = match signal {
+        Some(sig) => (
+            format!("kill -{sig} -$T 2>&1 || {{ echo denied; exit 0; }};"),
+            format!("pkill -{sig} -P $P && echo children || echo shell"),
+        ),
+        None => (String::new(), "echo shell".to_string()),
+    };
     let script = format!(
-        "P={pid}; T=; if [ -r /proc/$P/stat ]; then s=$(cat /proc/$P/stat); s=${{s##*) }}; set -- $s; T=$6; \
-         else T=$(ps -o tpgid= -p $P 2>/dev/null | tr -d \" \"); fi; \
-         if [ -n \"$T\" ] && [ \"$T\" -gt 0 ] && [ \"$T\" != \"$P\" ]; then kill -{signal} -$T; \
-         else pkill -{signal} -P $P; fi"
+        "P={pid}; if [ -r /proc/$P/stat ]; then s=$(cat /proc/$P/stat); s=${{s##*) }}; set -- $s; G=$3; T=$6; \
+         else s=$(ps -o pgid=,tpgid= -p $P 2>/dev/null) || {{ echo gone; exit 0; }}; set -- $s; G=$1; T=$2; fi; \
+         if [ \"$T\" -gt 0 ] && [ \"$T\" != \"$G\" ]; then {kill_job} echo job; \
+         elif [ \"$T\" -gt 0 ]; then echo shell; else {kill_children}; fi"
     );
     let transport = driver.transport();
     let out = run(transport.as_ref(), &format!("sh -c '{script}'")).await?;
-    if out.exit_status == Some(0) {
-        return Ok(());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let what = lines.next_back().unwrap_or("").trim();
+    let signal_name = signal.unwrap_or("INT");
+    match what {
+        "job" => Ok(Foreground::Job),
+        "children" => Ok(Foreground::Children),
+        "shell" => Ok(Foreground::Shell),
+        // The shell's process is gone; its channel's end will say why.
+        "gone" => Ok(Foreground::Shell),
+        "denied" => Err(Error::InvalidCommand {
+            session: driver.name.clone(),
+            reason: format!(
+                "could not send SIG{signal_name} to the running command ({}); it may run as \
+                 another user (sudo): try Ctrl-C (INT), or stop_command to replace the shell",
+                lines.collect::<Vec<_>>().join(" ").trim()
+            ),
+        }),
+        _ => Err(Error::InvalidCommand {
+            session: driver.name.clone(),
+            reason: format!(
+                "could not look for the running command's process to send SIG{signal_name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        }),
     }
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    Err(Error::InvalidCommand {
-        session: driver.name.clone(),
-        reason: if stderr.is_empty() {
-            format!("SIG{signal} found no process of the running command to signal")
-        } else {
-            format!("could not send SIG{signal} to the running command: {stderr}")
-        },
-    })
+}
+
+/// Primes the shell again, with the same nonce, because its command's marker may never
+/// come back; replaces the shell if it does not answer. Returns whether it was replaced.
+async fn resync(driver: &Arc<Driver>) -> Result<bool> {
+    let Some((input, nonce)) = driver.act(|m| (m.resync(), Effects::default())) else {
+        return Ok(false);
+    };
+    tracing::info!(session = %driver.name, "the shell stopped reporting; priming it again");
+    let output = match driver.config.pty {
+        Some(_) => Output::Pty,
+        None => Output::Pipes,
+    };
+    let mut typed = prime_script(&nonce, &driver.env_file_id, &Restore::default(), output);
+    if output == Output::Pty {
+        // Whatever was typed into the waiting shell must not prefix the prime.
+        typed.insert(0, '\x15');
+    }
+    let verdict = match input.write(typed.as_bytes()).await {
+        Ok(()) => {
+            let deadline = Instant::now() + driver.config.prime_timeout / 3;
+            spawn::wait_verdict(driver, deadline).await
+        }
+        Err(_) => PrimeVerdict::Waiting,
+    };
+    match verdict {
+        // Ready: the command ended as untracked (or with its own marker, if it was only
+        // slow). Ended: the shell went away, and its command says so.
+        PrimeVerdict::Ready | PrimeVerdict::Ended(_) => Ok(false),
+        PrimeVerdict::NotPosix | PrimeVerdict::Waiting => {
+            replace(driver, GoneCause::Unresponsive).await?;
+            Ok(true)
+        }
+    }
 }
 
 /// Stops the running command however it takes: Ctrl-C, SIGTERM, SIGKILL, a third of the
@@ -75,23 +182,39 @@ pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
     let mut tried = Vec::new();
     for how in [Interrupt::Int, Interrupt::Term, Interrupt::Kill] {
         tried.push(how.signal_name());
-        if let Err(e) = interrupt(driver, how).await {
-            tracing::info!(session = %driver.name, signal = how.signal_name(), error = %e, "interrupt failed");
-        }
+        let replaced = match deliver(driver, how).await {
+            Ok(replaced) => replaced,
+            Err(e) => {
+                tracing::info!(session = %driver.name, signal = how.signal_name(), error = %e, "interrupt failed");
+                false
+            }
+        };
         let result = driver.wait_result(Instant::now() + step, false).await?;
         if !result.is_running() {
             return Ok(StopReport {
                 tried,
-                shell_replaced: false,
+                shell_replaced: replaced,
                 result,
             });
         }
     }
-    // Nothing stopped it (a process in uninterruptible sleep, a shell whose output goes
-    // nowhere): kill the shell and start afresh. Replacing claims the next shell's start,
-    // so a command queued meanwhile waits for it instead of starting a second one.
-    tracing::warn!(session = %driver.name, "command survived SIGKILL; replacing the shell");
-    let old = driver.act(|m| m.replace_shell());
+    // Nothing stopped it (a process in uninterruptible sleep): kill the shell and start
+    // afresh.
+    replace(driver, GoneCause::Replaced).await?;
+    let result = driver.wait_result(Instant::now(), false).await?;
+    Ok(StopReport {
+        tried,
+        shell_replaced: true,
+        result,
+    })
+}
+
+/// Kills the shell (its command ends as killed) and starts a new one, restoring cwd and
+/// exported variables. Replacing claims the next shell's start, so a command queued
+/// meanwhile waits for it instead of starting a second one.
+async fn replace(driver: &Arc<Driver>, cause: GoneCause) -> Result<()> {
+    tracing::warn!(session = %driver.name, %cause, "replacing the shell");
+    let old = driver.act(|m| m.replace_shell(cause.clone()));
     if let Some(old) = old {
         let _ = old.close().await;
     }
@@ -99,16 +222,10 @@ pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
         // Closing a tmux attachment only detaches: end the wedged shell itself.
         let _ = persistent::kill(driver.transport().as_ref(), &driver.name).await;
     }
-    let result = driver.wait_result(Instant::now(), false).await?;
-    let notices =
-        spawn::start_claimed(driver, Some(super::effects::GoneCause::Replaced), false).await?;
+    let notices = spawn::start_claimed(driver, Some(cause), false).await?;
     driver.apply(|m| {
         m.add_notices(notices);
         Default::default()
     });
-    Ok(StopReport {
-        tried,
-        shell_replaced: true,
-        result,
-    })
+    Ok(())
 }
