@@ -73,8 +73,9 @@ pub struct HttpConfig {
     /// MCP sessions (one per `initialize`) alive at once (default 64); an `initialize`
     /// beyond it is refused with 503 until one ends (DELETE) or expires.
     pub max_sessions: usize,
-    /// An MCP session with no request for this many seconds is ended (default 1800); its
-    /// client gets 404 and initializes again. SSH sessions are not affected.
+    /// An MCP session with no HTTP request for this many seconds (none started, none still
+    /// answering or streaming) is ended (default 1800); its client gets 404 and initializes
+    /// again. SSH sessions are not affected.
     pub session_idle_timeout_s: u64,
 }
 

@@ -5,6 +5,8 @@
 //!   the media type is wrong; a wrong `Content-Type` still gets rmcp's 415);
 //! - an `initialize` that would open more MCP sessions than `[http] max_sessions` gets 503
 //!   (rmcp keeps every session until it idles out: 12,000 initializes in 5 s held 650 MB);
+//! - every exchange of a session is reported to the [`IdleTracker`], which ends sessions
+//!   that have none for the idle timeout;
 //! - `DELETE` of an MCP session that does not exist (never did, closed, expired) gets 404,
 //!   as the specification asks of any request naming an ended session; a successful one
 //!   204, since the session is gone when rmcp answers (rmcp says 202 Accepted).
@@ -21,6 +23,8 @@ use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::session::SessionManager;
 
+use super::idle::{Exchange, IdleTracker};
+
 /// The largest POST body read (rmcp's own limit): beyond it, 413.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -30,6 +34,7 @@ const SESSION_HEADER: &str = "mcp-session-id";
 #[derive(Debug)]
 pub struct Gate {
     sessions: Arc<LocalSessionManager>,
+    idle_tracker: Arc<IdleTracker>,
     max_sessions: usize,
     /// The idle timeout, for messages ("30 min", "2 s").
     idle: String,
@@ -41,10 +46,16 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate in front of `sessions`.
-    pub fn new(sessions: Arc<LocalSessionManager>, max_sessions: usize, idle_secs: u64) -> Gate {
+    /// A gate in front of `sessions`, reporting their activity to `idle_tracker`.
+    pub fn new(
+        sessions: Arc<LocalSessionManager>,
+        idle_tracker: Arc<IdleTracker>,
+        max_sessions: usize,
+        idle_secs: u64,
+    ) -> Gate {
         Gate {
             sessions,
+            idle_tracker,
             max_sessions,
             idle: match idle_secs {
                 s if s % 60 == 0 => format!("{} min", s / 60),
@@ -61,8 +72,41 @@ pub async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
     match *request.method() {
         Method::POST => post(&gate, request, next).await,
         Method::DELETE => delete(&gate, request, next).await,
-        _ => next.run(request).await,
+        _ => in_session(&gate, request, next).await,
     }
+}
+
+/// Runs a request of an existing session (if it names one) as one exchange of it.
+async fn in_session(gate: &Gate, request: Request, next: Next) -> Response {
+    let exchange = session_id(&request).and_then(|id| gate.idle_tracker.begin(id));
+    let response = next.run(request).await;
+    hold_until_sent(response, exchange)
+}
+
+fn session_id(request: &Request) -> Option<&str> {
+    request.headers().get(SESSION_HEADER)?.to_str().ok()
+}
+
+/// A streamed answer (SSE) counts as activity until its last byte is sent; any other is
+/// complete already.
+fn hold_until_sent(response: Response, exchange: Option<Exchange>) -> Response {
+    let Some(exchange) = exchange else {
+        return response;
+    };
+    let streamed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !streamed {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &exchange;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 async fn post(gate: &Gate, request: Request, next: Next) -> Response {
@@ -90,7 +134,7 @@ async fn post(gate: &Gate, request: Request, next: Next) -> Response {
             if matches!(r.request, ClientRequest::InitializeRequest(_)));
     let request = Request::from_parts(parts, Body::from(bytes));
     if !opens_session {
-        return next.run(request).await;
+        return in_session(gate, request, next).await;
     }
     let _opening = gate.opening.lock().await;
     let open = gate.sessions.sessions.read().await.len();
@@ -110,7 +154,13 @@ async fn post(gate: &Gate, request: Request, next: Next) -> Response {
             .into_response();
     }
     gate.full.store(false, std::sync::atomic::Ordering::Relaxed);
-    next.run(request).await
+    let response = next.run(request).await;
+    let exchange = response
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|id| gate.idle_tracker.opened(id.into()));
+    hold_until_sent(response, exchange)
 }
 
 async fn delete(gate: &Gate, request: Request, next: Next) -> Response {
@@ -140,6 +190,7 @@ async fn delete(gate: &Gate, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     if response.status() == StatusCode::ACCEPTED {
         *response.status_mut() = StatusCode::NO_CONTENT;
+        gate.idle_tracker.forget(&id);
     }
     response
 }

@@ -5,6 +5,7 @@
 //! session checks ([`gate`]), then rmcp's service (which checks `Host`).
 
 pub mod gate;
+pub mod idle;
 pub mod origin;
 
 use std::net::SocketAddr;
@@ -82,12 +83,16 @@ pub async fn serve_http(
     let mut config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
     config.cancellation_token = cancel.clone();
     let manager = server.manager().clone();
-    // rmcp ends a session after `keep_alive` without any message in either direction.
+    // Idle sessions are ended by the tracker, which (unlike rmcp's `keep_alive`, which
+    // counts messages only) never ends a session while a call of it is still running.
     let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive = Some(options.session_idle_timeout);
+    sessions.session_config.keep_alive = None;
     let sessions = Arc::new(sessions);
+    let idle_tracker = Arc::new(idle::IdleTracker::new(options.session_idle_timeout));
+    tokio::spawn(idle_tracker.clone().run(sessions.clone(), cancel.clone()));
     let gate = Arc::new(gate::Gate::new(
         sessions.clone(),
+        idle_tracker,
         options.max_sessions,
         options.session_idle_timeout.as_secs(),
     ));

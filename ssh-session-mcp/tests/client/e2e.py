@@ -407,6 +407,23 @@ async def http():
         check(status == 403, "unknown Host refused (DNS rebinding)", status)
     finally:
         await stop(proc)
+    # An MCP session idle past session_idle_timeout_s ends, but a call still running is
+    # not idleness: a 4 s command in a session that expires after 2 s idle completes.
+    config = os.path.join(ENV["tmp"], "idle.toml")
+    with open(config, "w") as f:
+        f.write("[http]\nsession_idle_timeout_s = 2\n")
+    proc, url = await start_http_server(dict(os.environ, SSH_SESSION_MCP_TOKEN=token), ["--config", config])
+    try:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http_client:
+            async with streamable_http_client(url, http_client=http_client) as (read, write, *_):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    c = Client(session)
+                    await c.connect("slow")
+                    r = await asyncio.wait_for(c.run("slow", "sleep 4; echo done", timeout_ms=20000), 30)
+                    check(r["output"] == "done\n", "a call longer than the idle timeout", r)
+    finally:
+        await stop(proc)
 
 
 async def persistent():
