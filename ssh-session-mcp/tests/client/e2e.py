@@ -360,6 +360,21 @@ def post(url, body, headers):
         return e.code
 
 
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}
+
+
+def exchange(url, body, headers):
+    """One POST: (status, lower-cased headers, body text)."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
+
+
 async def http():
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
@@ -422,6 +437,21 @@ async def http():
                     await c.connect("slow")
                     r = await asyncio.wait_for(c.run("slow", "sleep 4; echo done", timeout_ms=20000), 30)
                     check(r["output"] == "done\n", "a call longer than the idle timeout", r)
+        # The same with bare POSTs (the SDK also holds a GET stream open, which counts too).
+        auth = {"Authorization": f"Bearer {token}"}
+        status, headers, _ = await asyncio.to_thread(exchange, url, INIT, auth)
+        sid = {**auth, "Mcp-Session-Id": headers["mcp-session-id"]}
+        await asyncio.to_thread(exchange, url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ssh_exec", "arguments": {
+            "session": "slow", "command": "sleep 4; echo raw-done", "timeout_ms": 20000}}}
+        status, _, text = await asyncio.to_thread(exchange, url, call, sid)
+        check(status == 200 and "raw-done" in text, "a 4 s call over bare POSTs", (status, text))
+        ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
+        status, _, _ = await asyncio.to_thread(exchange, url, ping, sid)
+        check(status == 200, "the session lives on after its long call", status)
+        await asyncio.sleep(3.5)
+        status, _, _ = await asyncio.to_thread(exchange, url, ping, sid)
+        check(status == 404, "then expires once idle for 2 s", status)
     finally:
         await stop(proc)
 
