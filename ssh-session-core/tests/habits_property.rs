@@ -164,8 +164,13 @@ fn property(shell: &str, bash_only_allowed: bool) {
     let allowed: Vec<usize> = (0..HABITS.len())
         .filter(|&i| bash_only_allowed || !HABITS[i].bash_only)
         .collect();
+    // HABITS_CASES=200 for a longer hunt; CI runs the default.
+    let cases = std::env::var("HABITS_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
     let mut runner = TestRunner::new(Config {
-        cases: 6,
+        cases,
         failure_persistence: None,
         // A shrunk failure replays steps on a session changed by the failing run: report
         // the sequence as found instead.

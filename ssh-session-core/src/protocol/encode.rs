@@ -207,7 +207,9 @@ pub(crate) fn command_line(
     if prefix.editor_off {
         out.push_str(EDITOR_OFF_LINE);
     }
-    out.push_str(&format!(" __ss_id={id};"));
+    // Tracing off first, its own trace discarded: zsh turns `set -x` back on after a prompt
+    // hook switched it off, when Ctrl-C ended a builtin (seen with `read x`).
+    out.push_str(&format!(" {{ \\set +xv;}} 2>/dev/null;__ss_id={id};"));
     if prefix.echo_off {
         out.push_str("stty -echo 2>/dev/null;");
     }
@@ -229,7 +231,9 @@ pub(crate) fn command_line(
 }
 
 /// The line bash's line editor reads to switch itself off (see `LinePrefix::editor_off`).
-const EDITOR_OFF_LINE: &str = " \\set +o emacs +o vi\n";
+/// Tracing goes off too: the command that switched the editor on may still be running its
+/// `eval` (bash reads on inside it), with the command's `set -x`/`set -v` in effect.
+pub(crate) const EDITOR_OFF_LINE: &str = " \\set +xv +o emacs +o vi\n";
 
 /// What the terminal echoes when `line` is typed with echo on: the line itself, without
 /// its Ctrl-U.
@@ -290,7 +294,7 @@ mod tests {
         let line = command_line("echo 'hi'", ShellFlavor::Extended, 7, none).unwrap();
         assert_eq!(
             line,
-            " __ss_id=7;__ss_c='echo '\\''hi'\\''';__ss_r;\\builtin eval \"$__ss_x$__ss_c\";\
+            " { \\set +xv;} 2>/dev/null;__ss_id=7;__ss_c='echo '\\''hi'\\''';__ss_r;\\builtin eval \"$__ss_x$__ss_c\";\
              { __ss_rc=$?;__ss_o=$-;\\set +xv;} 2>/dev/null;__ss_t\n"
         );
         let posix = command_line("true", ShellFlavor::Posix, 8, none).unwrap();
@@ -330,7 +334,7 @@ mod tests {
         };
         let line = command_line("true", ShellFlavor::Extended, 1, prefix).unwrap();
         assert!(
-            line.starts_with("\x15 __ss_id=1;stty -echo 2>/dev/null;"),
+            line.starts_with("\x15 { \\set +xv;} 2>/dev/null;__ss_id=1;stty -echo 2>/dev/null;"),
             "{line:?}"
         );
         assert_eq!(echo_of(&line), &line.as_bytes()[1..]);
@@ -340,7 +344,7 @@ mod tests {
         };
         let line = command_line("true", ShellFlavor::Extended, 1, prefix).unwrap();
         assert!(
-            line.starts_with(" \\set +o emacs +o vi\n __ss_id=1;"),
+            line.starts_with(" \\set +xv +o emacs +o vi\n { "),
             "{line:?}"
         );
     }

@@ -20,8 +20,10 @@ pub(super) struct EchoFilter {
     expect: Vec<Vec<u8>>,
     /// What arrived so far while it is a prefix of one of them (held back).
     held: Vec<u8>,
-    /// Drop everything up to and including the first newline instead.
+    /// Drop everything up to and including the first newline instead; then expect
+    /// `expect_next` (the line as `set -v` prints it).
     skip_line: bool,
+    expect_next: Vec<u8>,
     /// An echo was removed since the last command line was typed.
     seen: bool,
 }
@@ -35,11 +37,13 @@ impl EchoFilter {
         self.seen = false;
     }
 
-    /// A line editor reads the first line typed: what it prints up to its newline goes.
-    pub(super) fn arm_skip_line(&mut self) {
+    /// A line editor reads the first line typed, `line`: what it prints up to its newline
+    /// goes, and then `line` itself if `set -v` prints it.
+    pub(super) fn arm_skip_line(&mut self, line: &[u8]) {
         self.expect.clear();
         self.held.clear();
         self.skip_line = true;
+        self.expect_next = line.to_vec();
         self.seen = false;
     }
 
@@ -49,7 +53,11 @@ impl EchoFilter {
             return match memchr::memchr(b'\n', &bytes) {
                 Some(nl) => {
                     self.skip_line = false;
-                    bytes[nl + 1..].to_vec()
+                    self.expect = vec![std::mem::take(&mut self.expect_next)];
+                    let out = self.filter(bytes[nl + 1..].to_vec());
+                    // The editor's line is no echo of ours: echo stays as it was.
+                    self.seen = false;
+                    out
                 }
                 None => Vec::new(),
             };
@@ -134,10 +142,16 @@ mod tests {
     #[test]
     fn a_line_editors_line_is_skipped_up_to_its_newline() {
         let mut f = EchoFilter::default();
-        f.arm_skip_line();
+        f.arm_skip_line(b" set +v\n");
         assert_eq!(f.filter(b"user@host:~$ ".to_vec()), b"");
         assert_eq!(f.filter(b"\x1b[?2004l\r\nout\n".to_vec()), b"out\n");
         assert_eq!(f.filter(b"more\n".to_vec()), b"more\n");
+        f.arm_skip_line(b" set +v\n");
+        assert_eq!(
+            f.filter(b"\n set +v\nout\n".to_vec()),
+            b"out\n",
+            "verbose echo goes"
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ use super::effects::{
 use super::link::Link;
 use super::terminal::Terminal;
 use crate::error::{Error, Result};
-use crate::protocol::{command_line, echo_of, Event, LinePrefix, MarkerParser, Nonce, ShellFlavor};
+use crate::protocol::{
+    command_line, echo_of, Event, LinePrefix, MarkerParser, Nonce, ShellFlavor, EDITOR_OFF_LINE,
+};
 use crate::session::types::{
     CommandState, ExecResult, HistoryEntry, Notice, SessionInfo, SessionStatus,
 };
@@ -608,7 +610,7 @@ impl Machine {
         self.terminal.new_command();
         self.typed_extra = false;
         if prefix.editor_off {
-            self.echo.arm_skip_line();
+            self.echo.arm_skip_line(EDITOR_OFF_LINE.as_bytes());
         } else if self.pty {
             self.echo.arm(vec![echo_of(&line).to_vec()]);
         }
