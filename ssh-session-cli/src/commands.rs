@@ -296,6 +296,14 @@ fn finish(name: &str, r: &ResultView) -> Result<i32, CliError> {
             );
             code::UNKNOWN_OUTCOME
         }
+        "untracked" => {
+            eprintln!(
+                "ssh-session: the shell of session {name} had stopped reporting on {:?} and was \
+                 set up again; its exit code is unknown (cwd, variables and jobs are kept)",
+                r.command
+            );
+            code::UNKNOWN_OUTCOME
+        }
         _ => {
             eprintln!(
                 "ssh-session: {:?} would not stop and was killed with its shell",

@@ -515,3 +515,29 @@ fn an_identity_that_is_not_a_key_file_gives_a_clean_error() {
     // The daemon is fine afterwards.
     env.connect("after");
 }
+
+#[test]
+fn an_interrupt_recovers_a_shell_that_stopped_reporting() {
+    let env = Env::new();
+    env.connect("wedge");
+    env.ok(&["exec", "wedge", "--", "cd /tmp"]);
+    let out = env.run(&[
+        "exec",
+        "wedge",
+        "--timeout",
+        "1s",
+        "--",
+        "unset __ss_a __ss_b",
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{:?}", text(&out));
+    env.ok(&["interrupt", "wedge", "--signal", "KILL"]);
+    let out = env.run(&["read", "wedge", "--wait", "60s"]);
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("stopped reporting"), "{stderr}");
+    assert!(stderr.contains("exit code is unknown"), "{stderr}");
+    assert_eq!(out.status.code(), Some(125), "unknown outcome");
+    // The same shell answers again, with its state.
+    let out = env.run(&["exec", "wedge", "--", "pwd"]);
+    assert_eq!(text(&out).0, "/tmp\n");
+    assert_eq!(out.status.code(), Some(0));
+}
