@@ -248,6 +248,12 @@ impl Machine {
         self.life = match (how, resume) {
             (Opening::Resume, Some(parser)) => Life::Ready(live(parser)),
             (how, _) => {
+                // A new shell: what was typed into, or echoed by, the last one is gone with
+                // it. (A Ctrl-U sent to a fresh zsh, whose terminal may not be in line mode
+                // yet, would be a literal byte of the command.)
+                self.typed_extra = false;
+                self.editor_back = false;
+                self.echo.arm(Vec::new());
                 // `Resume` without a kept parser cannot come from a claim; a fresh nonce
                 // then makes the claimer's wait for the prime time out with a clear error.
                 let nonce = match how {

@@ -289,3 +289,51 @@ fn status_events_are_emitted_once_per_change_and_never_after_close() {
     let fx = m.set_status(SessionStatus::Connected);
     assert!(fx.status.is_empty());
 }
+
+#[test]
+fn typed_input_erases_a_partial_line_in_the_same_shell_only() {
+    let mut m = ready(false);
+    let _ = begin(&mut m, "sleep 1", false);
+    m.input_for_running().unwrap();
+    let _ = m.output(1, &done_marker(1, 0));
+    let next = begin(&mut m, "true", false);
+    assert!(next.line.starts_with('\x15'), "{:?}", next.line);
+    let _ = m.output(1, &done_marker(2, 0));
+    let plain = begin(&mut m, "true", false);
+    assert!(plain.line.starts_with(' '), "only after typed input");
+
+    // Input typed into a shell that is then replaced never reaches its successor.
+    m.input_for_running().unwrap();
+    let _ = m.replace_shell(GoneCause::Unresponsive);
+    let generation = m.opened(Arc::new(Keys), Opening::Prime(Nonce::fixed(NONCE)));
+    let _ = m.output(generation, &ready_marker());
+    let first = begin(&mut m, "true", false);
+    assert!(first.line.starts_with(' '), "{:?}", first.line);
+}
+
+#[test]
+fn an_untracked_command_ends_when_its_shell_answers_a_new_prime() {
+    let mut m = ready(false);
+    let _ = begin(&mut m, "exec bash", false);
+    let (_, nonce) = m.resync().expect("a running command in a ready shell");
+    assert_eq!(
+        nonce.as_str(),
+        NONCE,
+        "the same nonce: a late marker still counts"
+    );
+    assert!(m.is_running());
+    let _ = m.output(1, &ready_marker());
+    assert_eq!(state(&mut m), CommandState::Untracked);
+    assert!(m.resync().is_none(), "nothing runs now");
+}
+
+#[test]
+fn a_slow_commands_own_marker_still_ends_it_during_a_resync() {
+    let mut m = ready(false);
+    let _ = begin(&mut m, "read x", false);
+    let _ = m.resync();
+    let _ = m.output(1, &done_marker(1, 130));
+    assert_eq!(state(&mut m), CommandState::Exited);
+    let _ = m.output(1, &ready_marker());
+    assert!(matches!(m.prime_verdict(), PrimeVerdict::Ready));
+}
