@@ -30,7 +30,7 @@ pub enum McpError {
         detail: String,
     },
     /// A command was issued while another one owns the session.
-    #[error("session {session:?} is busy: `{command}` is still running (for {seconds:.1} s). Follow it with ssh_read_output, answer it with ssh_send_input, or stop it with ssh_interrupt; then run the next command")]
+    #[error("session {session:?} is busy: `{command}` is still running (for {seconds:.1} s). Follow it with ssh_read_output, answer it with ssh_send_input, or stop it with ssh_interrupt (INT first; KILL if it ignores that; a shell that stopped answering is set up again or replaced); then run the next command")]
     Busy {
         /// The session.
         session: String,

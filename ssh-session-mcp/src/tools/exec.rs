@@ -117,6 +117,12 @@ impl SshSessionServer {
             return Err(e);
         }
         let rendered = render(&r.output, r.dropped_bytes, render_opts);
+        let notices = r
+            .notices
+            .iter()
+            .map(ToString::to_string)
+            .chain(state_notice(&r))
+            .collect();
         Ok(ReadResult {
             output: rendered.text,
             running: r.is_running(),
@@ -125,7 +131,7 @@ impl SshSessionServer {
             truncated: rendered.truncated,
             screen: screen.then(|| session.screen()),
             shell_exited: r.state == CommandState::ShellExited,
-            notices: r.notices.iter().map(ToString::to_string).collect(),
+            notices,
         })
     }
 }
@@ -140,11 +146,7 @@ fn exec_result(
     }
     let rendered = render(&r.output, r.dropped_bytes, render_opts);
     let mut notices: Vec<String> = r.notices.iter().map(ToString::to_string).collect();
-    if r.state == CommandState::Killed {
-        notices.push(
-            "the command would not stop, so its shell was killed and replaced (cwd and exported variables restored)".into(),
-        );
-    }
+    notices.extend(state_notice(&r));
     Ok(ExecResult {
         output: rendered.text,
         exit_code: r.exit_code,
@@ -156,6 +158,19 @@ fn exec_result(
         shell_exited: r.state == CommandState::ShellExited,
         notices,
     })
+}
+
+/// What a result's end means when it is not an exit code of its own.
+fn state_notice(r: &ssh_session_core::ExecResult) -> Option<String> {
+    match r.state {
+        CommandState::Killed => Some(
+            "the command would not stop, so its shell was killed and replaced (cwd and exported variables restored)".into(),
+        ),
+        CommandState::Untracked => Some(
+            "the shell had stopped reporting on this command (exec, its output redirected, the session's variables changed) and was set up again: exit code unknown; cwd, variables and jobs kept".into(),
+        ),
+        _ => None,
+    }
 }
 
 /// A command cut off by a lost link is a tool error, never a normal result.

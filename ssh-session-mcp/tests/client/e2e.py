@@ -196,6 +196,19 @@ async def long_running():
         e = await c.err("ssh_interrupt", session="job", signal="HUP")
         check("HUP" in e and "INT" in e, "bad signal", e)
 
+        # A shell that stopped reporting (our variables unset) is busy until an interrupt
+        # sets it up again; the result says the outcome is unknown, the state stays.
+        await c.run("job", "cd /tmp")
+        r = await c.run("job", "unset __ss_a __ss_b", timeout_ms=1000)
+        check(r["running"], "no marker can come back", r)
+        e = await c.err("ssh_exec", session="job", command="true")
+        check("is busy" in e and "KILL" in e, "busy error says KILL can help", e)
+        r = await c.ok("ssh_interrupt", session="job", signal="KILL", wait_ms=10000)
+        check(r["running"] is False and r["exit_code"] is None, "ended, outcome unknown", r)
+        check(any("stopped reporting" in n for n in r["notices"]), "untracked notice", r)
+        r = await c.run("job", "pwd")
+        check(r["output"] == "/tmp\n" and r["exit_code"] == 0, "same shell, exact again", r)
+
         # Progress notifications while a command runs, when the client asks for them.
         seen = []
 
