@@ -51,7 +51,6 @@ pub(crate) fn single_quote(s: &str) -> String {
     out
 }
 
-/// Variables a restored snapshot must not override: they describe the new connection.
 /// bash's prompt hook: what the command line's own ending does, for a line abandoned by
 /// Ctrl-C (quoted for the prime's `eval`).
 const BASH_HOOK: &str = "'{ __ss_rc=$?;__ss_o=$-;\\set +xv;} 2>/dev/null;__ss_t'";

@@ -11,13 +11,17 @@
 //!    │                         └──────── replace_shell (stop: it would not die) ┘ │
 //!    └─────────────── channel_closed (exited, killed, link lost) ─────────────────┘
 //!
+//!   a shell that stopped reporting:  Ready ── resync ──▶ Priming{resync} ── ready marker ──▶
+//!       Ready (its command ends as untracked); no answer: replace_shell ──▶ Starting
+//!
 //!   persistent shells only:  Ready ── channel_closed(link lost) ──▶ Detached
 //!                            Detached ── claim_start ──▶ Starting ── opened(Resume) ──▶ Ready
 //! ```
 //!
 //! All of it stays in this one file, so that the whole life can be read (and changed) in
 //! one place; what is not a state or a transition lives next door: the commands'
-//! bookkeeping (`command.rs`), the terminal (`terminal.rs`), the connection status
+//! bookkeeping (`command.rs`), the terminal (`terminal.rs`), the echo of our own lines
+//! (`echo.rs`), the connection status
 //! (`link.rs`) and the transitions' vocabulary (`effects.rs`).
 //!
 //! Everything here is synchronous and runs under the session's state lock for
