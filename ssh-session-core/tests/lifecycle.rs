@@ -148,7 +148,7 @@ conformance! {
         assert_eq!(r.state, CommandState::Exited, "{:?}", r.text());
         let text = r.text().into_owned();
         let mut lines = text.lines();
-        let pid = lines.next().unwrap().to_string();
+        let pid = lines.next().unwrap_or_else(|| panic!("{r:?}")).to_string();
         assert_eq!(lines.collect::<Vec<_>>(), ["/tmp", "2"]);
         // Later commands run in that same shell, and it is the only one.
         assert_eq!(out(&s, "echo $$").await.trim(), pid);

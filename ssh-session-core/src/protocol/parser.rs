@@ -163,10 +163,10 @@ impl MarkerParser {
                     let Some(pid) = number(first).and_then(|p| u32::try_from(p).ok()) else {
                         return Parsed::NotOurs;
                     };
-                    let flavor = if second.is_empty() {
-                        ShellFlavor::Posix
-                    } else {
-                        ShellFlavor::Extended
+                    let flavor = match second {
+                        b"" => ShellFlavor::Posix,
+                        b"z" => ShellFlavor::Zsh,
+                        _ => ShellFlavor::Extended,
                     };
                     return Parsed::Complete(
                         len,

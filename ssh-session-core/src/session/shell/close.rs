@@ -10,6 +10,13 @@ use crate::error::Result;
 use crate::persistent;
 use crate::transport::run;
 
+/// What an idle shell is told when its session closes: remove the saved variables, hang up
+/// the shell's whole session (background jobs would outlive it: an exiting bash does not
+/// hang them up, and they are not in the terminal's foreground), as a closed terminal
+/// would; `nohup` and `setsid` keep a job running. Typed into the shell itself, so that no
+/// extra channel is needed on a connection that may be at `MaxSessions`.
+const BYE: &[u8] = b" rm -f -- \"$__ss_f\" \"$__ss_f.r\";pkill -HUP -s $$ 2>/dev/null;exit 0\n";
+
 /// How long each step of an orderly close may take.
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -21,13 +28,12 @@ pub(super) async fn shutdown(driver: &Driver, kill_remote: bool) -> Result<()> {
         return Ok(());
     };
     let persistent = driver.config.persistent;
-    let ending_shell = !persistent || kill_remote;
     if let Some((input, idle)) = &shell {
         if persistent && !kill_remote {
             // Detach: the shell stays in tmux for a later session of the same name.
         } else if *idle {
             // Remove the saved variables and leave cleanly, bounded in time.
-            let bye = b" rm -f -- \"$__ss_f\" \"$__ss_f.r\";exit 0\n";
+            let bye = BYE;
             if tokio::time::timeout(GRACE, input.write(bye)).await.is_ok() {
                 let deadline = Instant::now() + GRACE;
                 loop {
@@ -40,23 +46,19 @@ pub(super) async fn shutdown(driver: &Driver, kill_remote: bool) -> Result<()> {
                 }
             }
         } else {
-            // The shell is busy: remove the snapshot through a separate channel.
+            // The shell is busy: remove the snapshot, and hang up the shell's session,
+            // through a separate channel.
             let name = format!(".ssh-session-{}.env", driver.env_file_id);
-            let rm = format!(
+            let mut rm = format!(
                 "rm -f -- \"${{XDG_RUNTIME_DIR:-/nonexistent}}/{name}\" \"/dev/shm/{name}\" \"${{TMPDIR:-/tmp}}/{name}\""
             );
+            if let Some(pid) = pid {
+                rm.push_str(&format!("; pkill -HUP -s {pid} 2>/dev/null; true"));
+            }
             let transport = driver.transport();
             let _ = tokio::time::timeout(GRACE, run(transport.as_ref(), &rm)).await;
         }
         let _ = input.close().await;
-    }
-    if let (Some(pid), Some(_), true) = (pid, &shell, ending_shell) {
-        // Background jobs would outlive the shell (an exiting bash does not hang them up;
-        // they are not in the terminal's foreground): end the shell's whole session as a
-        // closed terminal would, with SIGHUP. `nohup` and `setsid` keep a job running.
-        let hup = format!("pkill -HUP -s {pid} 2>/dev/null; true");
-        let transport = driver.transport();
-        let _ = tokio::time::timeout(GRACE, run(transport.as_ref(), &hup)).await;
     }
     if persistent && kill_remote {
         let transport = driver.transport();
@@ -90,8 +92,8 @@ impl Drop for Driver {
                 transport.close().await;
                 return;
             }
-            let bye = b"\x03 rm -f -- \"$__ss_f\" \"$__ss_f.r\";exit 0\n";
-            let _ = tokio::time::timeout(GRACE, input.write(bye)).await;
+            let _ = tokio::time::timeout(GRACE, input.write(b"\x03")).await;
+            let _ = tokio::time::timeout(GRACE, input.write(BYE)).await;
             let _ = input.eof().await;
             transport.close().await;
         });

@@ -111,6 +111,8 @@ impl Outcome {
 /// Every command of a session, as far as it is remembered.
 pub(super) struct Commands {
     current: Option<CommandRun>,
+    /// The run before `current`, until the next one begins.
+    previous: Option<CommandRun>,
     next_id: u64,
     idle: OutputBuffer,
     max_output: usize,
@@ -125,6 +127,7 @@ impl Commands {
     pub(super) fn new(max_output: usize, history_limit: usize) -> Self {
         Commands {
             current: None,
+            previous: None,
             next_id: 1,
             idle: OutputBuffer::new(IDLE_OUTPUT_CAP),
             max_output,
@@ -194,6 +197,10 @@ impl Commands {
         if let (Some(sink), false) = (&sink, idle.is_empty()) {
             wakers.extend(sink.push(StreamEvent::Output(Bytes::from(idle))));
         }
+        // The previous run stays readable by id until the next one begins: the stop
+        // ladder reads the result of the command it stopped even if a queued command
+        // began in the moment between.
+        self.previous = self.current.take();
         self.current = Some(CommandRun {
             id,
             command: command.to_string(),
@@ -277,7 +284,37 @@ impl Commands {
         on_output: bool,
         expired: bool,
     ) -> Result<Option<ExecResult>> {
-        let Some(run) = self.current.as_mut() else {
+        self.poll_run(None, session, cwd, on_output, expired)
+    }
+
+    /// [`poll_result`](Self::poll_result) for command `id` (the current or the previous
+    /// one); `NotRunning` if it is neither.
+    pub(super) fn poll_result_of(
+        &mut self,
+        id: u64,
+        session: &str,
+        cwd: &str,
+        expired: bool,
+    ) -> Result<Option<ExecResult>> {
+        self.poll_run(Some(id), session, cwd, false, expired)
+    }
+
+    fn poll_run(
+        &mut self,
+        id: Option<u64>,
+        session: &str,
+        cwd: &str,
+        on_output: bool,
+        expired: bool,
+    ) -> Result<Option<ExecResult>> {
+        let run = match id {
+            None => self.current.as_mut(),
+            Some(id) => [self.current.as_mut(), self.previous.as_mut()]
+                .into_iter()
+                .flatten()
+                .find(|run| run.id == id),
+        };
+        let Some(run) = run else {
             return Err(Error::NotRunning {
                 session: session.to_string(),
             });

@@ -267,6 +267,19 @@ impl Driver {
         }
     }
 
+    /// Waits until command `id` ends, or `deadline` (a command queued behind it may begin
+    /// meanwhile: its result is not this one).
+    pub(super) async fn wait_result_of(&self, id: u64, deadline: Instant) -> Result<ExecResult> {
+        loop {
+            let since = self.watch();
+            let expired = Instant::now() >= deadline;
+            if let Some(result) = self.peek(|m| m.poll_result_of(id, expired))? {
+                return Ok(result);
+            }
+            self.changed_before(deadline, since).await;
+        }
+    }
+
     /// Waits until the current command ends, new output arrives (if asked), or `deadline`.
     pub(super) async fn wait_result(
         &self,

@@ -21,8 +21,8 @@
 //! All of it stays in this one file, so that the whole life can be read (and changed) in
 //! one place; what is not a state or a transition lives next door: the commands'
 //! bookkeeping (`command.rs`), the terminal (`terminal.rs`), the echo of our own lines
-//! (`echo.rs`), the connection status
-//! (`link.rs`) and the transitions' vocabulary (`effects.rs`).
+//! (`echo.rs`), the connection status (`link.rs`) and the transitions' vocabulary
+//! (`effects.rs`).
 //!
 //! Everything here is synchronous and runs under the session's state lock for
 //! microseconds: no I/O, no await. Each transition returns the `Effects` it caused
@@ -672,6 +672,18 @@ impl Machine {
         }
     }
 
+    /// Command `id`'s result, as [`poll_result`](Self::poll_result) without `on_output`,
+    /// even if another command began since it ended.
+    pub(super) fn poll_result_of(&mut self, id: u64, expired: bool) -> Result<Option<ExecResult>> {
+        self.commands
+            .poll_result_of(id, &self.name, &self.cwd, expired)
+    }
+
+    /// The running command's id.
+    pub(super) fn running_id(&self) -> Option<u64> {
+        self.commands.running_id()
+    }
+
     /// The shell's input, for bytes meant for the running command (noted: what the
     /// command does not read must not reach the next command line).
     pub(super) fn input_for_running(&mut self) -> Result<Arc<dyn ChannelInput>> {
@@ -716,11 +728,11 @@ impl Machine {
     /// The running command's marker may never come back (its shell was replaced by `exec
     /// bash`, its output goes nowhere, our variables were unset): the caller types the prime
     /// again, with the same nonce, into the same shell. Returns its input and nonce, or
-    /// `None` if no command runs in a ready shell. If the shell answers, the command ends
-    /// as untracked (or normally, should its own marker come first); if not, the caller
-    /// replaces the shell.
-    pub(super) fn resync(&mut self) -> Option<(Arc<dyn ChannelInput>, Nonce)> {
-        if !self.is_running() || !matches!(self.life, Life::Ready(_)) {
+    /// `None` if command `id` is not the one running in a ready shell. If the shell
+    /// answers, the command ends as untracked (or normally, should its own marker come
+    /// first); if not, the caller replaces the shell.
+    pub(super) fn resync(&mut self, id: u64) -> Option<(Arc<dyn ChannelInput>, Nonce)> {
+        if self.running_id() != Some(id) || !matches!(self.life, Life::Ready(_)) {
             return None;
         }
         let Life::Ready(live) = std::mem::replace(&mut self.life, Life::Gone(None)) else {

@@ -315,7 +315,7 @@ fn typed_input_erases_a_partial_line_in_the_same_shell_only() {
 fn an_untracked_command_ends_when_its_shell_answers_a_new_prime() {
     let mut m = ready(false);
     let _ = begin(&mut m, "exec bash", false);
-    let (_, nonce) = m.resync().expect("a running command in a ready shell");
+    let (_, nonce) = m.resync(1).expect("a running command in a ready shell");
     assert_eq!(
         nonce.as_str(),
         NONCE,
@@ -324,14 +324,15 @@ fn an_untracked_command_ends_when_its_shell_answers_a_new_prime() {
     assert!(m.is_running());
     let _ = m.output(1, &ready_marker());
     assert_eq!(state(&mut m), CommandState::Untracked);
-    assert!(m.resync().is_none(), "nothing runs now");
+    assert!(m.resync(1).is_none(), "nothing runs now");
 }
 
 #[test]
 fn a_slow_commands_own_marker_still_ends_it_during_a_resync() {
     let mut m = ready(false);
     let _ = begin(&mut m, "read x", false);
-    let _ = m.resync();
+    assert!(m.resync(2).is_none(), "only the command asked for");
+    let _ = m.resync(1);
     let _ = m.output(1, &done_marker(1, 130));
     assert_eq!(state(&mut m), CommandState::Exited);
     let _ = m.output(1, &ready_marker());

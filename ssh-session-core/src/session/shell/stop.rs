@@ -47,6 +47,9 @@ pub(super) async fn interrupt(driver: &Arc<Driver>, how: Interrupt) -> Result<()
 /// [`interrupt`], saying whether the shell had to be replaced.
 async fn deliver(driver: &Arc<Driver>, how: Interrupt) -> Result<bool> {
     let (input, pid, pty) = driver.peek(|m| m.interrupt_target())?;
+    let Some(id) = driver.view(|m| m.running_id()) else {
+        return Ok(false);
+    };
     if how == Interrupt::Eof {
         if !pty {
             return Err(Error::InvalidCommand {
@@ -78,13 +81,13 @@ async fn deliver(driver: &Arc<Driver>, how: Interrupt) -> Result<bool> {
     }
     let grace = SHELL_GRACE.min(driver.config.stop_deadline / 3);
     if !driver
-        .wait_result(Instant::now() + grace, false)
+        .wait_result_of(id, Instant::now() + grace)
         .await?
         .is_running()
     {
         return Ok(false);
     }
-    resync(driver).await
+    resync(driver, id).await
 }
 
 /// Looks at the shell's terminal through a separate exec channel (a PTY carries only
@@ -138,8 +141,8 @@ async fn foreground(driver: &Driver, pid: u32, signal: Option<&str>) -> Result<F
 
 /// Primes the shell again, with the same nonce, because its command's marker may never
 /// come back; replaces the shell if it does not answer. Returns whether it was replaced.
-async fn resync(driver: &Arc<Driver>) -> Result<bool> {
-    let Some((input, nonce)) = driver.act(|m| (m.resync(), Effects::default())) else {
+async fn resync(driver: &Arc<Driver>, id: u64) -> Result<bool> {
+    let Some((input, nonce)) = driver.act(|m| (m.resync(id), Effects::default())) else {
         return Ok(false);
     };
     tracing::info!(session = %driver.name, "the shell stopped reporting; priming it again");
@@ -173,11 +176,11 @@ async fn resync(driver: &Arc<Driver>) -> Result<bool> {
 /// Stops the running command however it takes: Ctrl-C, SIGTERM, SIGKILL, a third of the
 /// stop deadline each; then the shell itself is killed and a new one started.
 pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
-    if !driver.view(|m| m.is_running()) {
+    let Some(id) = driver.view(|m| m.running_id()) else {
         return Err(Error::NotRunning {
             session: driver.name.clone(),
         });
-    }
+    };
     let step = driver.config.stop_deadline / 3;
     let mut tried = Vec::new();
     for how in [Interrupt::Int, Interrupt::Term, Interrupt::Kill] {
@@ -189,7 +192,7 @@ pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
                 false
             }
         };
-        let result = driver.wait_result(Instant::now() + step, false).await?;
+        let result = driver.wait_result_of(id, Instant::now() + step).await?;
         if !result.is_running() {
             return Ok(StopReport {
                 tried,
@@ -201,7 +204,7 @@ pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
     // Nothing stopped it (a process in uninterruptible sleep): kill the shell and start
     // afresh.
     replace(driver, GoneCause::Replaced).await?;
-    let result = driver.wait_result(Instant::now(), false).await?;
+    let result = driver.wait_result_of(id, Instant::now()).await?;
     Ok(StopReport {
         tried,
         shell_replaced: true,
