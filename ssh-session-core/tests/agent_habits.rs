@@ -29,15 +29,11 @@ struct On {
 }
 
 async fn open(shell: Shell) -> On {
-    let sshd = match shell {
-        Shell::Bash => None,
-        Shell::Zsh => Some(sshd_with_login_shell("/usr/bin/zsh")),
-        Shell::Dash => Some(sshd_with_login_shell("/bin/dash")),
-    };
-    let options = match &sshd {
-        Some((sshd, _)) => sshd.connect_options(backend()),
-        None => Sshd::shared().connect_options(backend()),
-    };
+    let (sshd, options) = login_shell_server(match shell {
+        Shell::Bash => "bash",
+        Shell::Zsh => "/usr/bin/zsh",
+        Shell::Dash => "/bin/dash",
+    });
     let manager = SessionManager::new();
     let config = SessionConfig {
         stop_deadline: Duration::from_secs(3),

@@ -147,11 +147,7 @@ async fn step(s: &ShellSession, habit: &Habit, n: usize, code: i32) -> Result<()
 fn property(shell: &str, bash_only_allowed: bool) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (sshd, manager, s) = rt.block_on(async {
-        let sshd = (shell != "bash").then(|| sshd_with_login_shell(shell));
-        let options = match &sshd {
-            Some((sshd, _)) => sshd.connect_options(backend()),
-            None => Sshd::shared().connect_options(backend()),
-        };
+        let (sshd, options) = login_shell_server(shell);
         let manager = SessionManager::new();
         let config = SessionConfig {
             stop_deadline: Duration::from_secs(3),

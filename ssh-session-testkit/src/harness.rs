@@ -127,6 +127,18 @@ pub fn sshd_with_login_shell(shell: &str) -> (Sshd, tempfile::TempDir) {
     (sshd, dir)
 }
 
+/// Connect options (on the current [`backend`]) for a server whose login shell is `shell`:
+/// the shared server for `"bash"` (its own), else a [`sshd_with_login_shell`] one, returned
+/// too so that the caller keeps it as long as the session.
+pub fn login_shell_server(shell: &str) -> (Option<(Sshd, tempfile::TempDir)>, ConnectOptions) {
+    let own = (shell != "bash").then(|| sshd_with_login_shell(shell));
+    let options = match &own {
+        Some((sshd, _)) => sshd.connect_options(backend()),
+        None => Sshd::shared().connect_options(backend()),
+    };
+    (own, options)
+}
+
 impl Sshd {
     /// The address it listens on, e.g. for a [`FaultProxy`] in front of it.
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -269,8 +281,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Everything a session test usually imports.
 pub mod prelude {
     pub use super::{
-        backend, finish, out, read_until, run, screen_with, session, sshd_with_login_shell,
-        IsolatedTmux,
+        backend, finish, login_shell_server, out, read_until, run, screen_with, session,
+        sshd_with_login_shell, IsolatedTmux,
     };
     pub use crate::conformance;
     pub use crate::{CutMode, FaultProxy, Sshd, SshdOptions};
