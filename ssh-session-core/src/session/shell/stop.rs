@@ -125,7 +125,8 @@ async fn foreground(driver: &Driver, pid: u32, signal: Option<&str>) -> Result<F
             session: driver.name.clone(),
             reason: format!(
                 "could not send SIG{signal_name} to the running command ({}); it may run as \
-                 another user (sudo): try Ctrl-C (INT), or stop_command to replace the shell",
+                 another user (sudo): interrupt it with Ctrl-C (INT) instead, which the terminal \
+                 delivers to any process",
                 lines.collect::<Vec<_>>().join(" ").trim()
             ),
         }),
