@@ -356,3 +356,19 @@ conformance! {
         m.shutdown().await;
     }
 }
+
+conformance! {
+    async fn ctrl_c_works_on_a_connection_with_no_channel_to_spare() {
+        // MaxSessions 1: the shell holds the connection's only channel, and the look at the
+        // terminal needs another one (the transport may or may not find it elsewhere).
+        // Ctrl-C is typed before that look and must work either way.
+        let sshd = Sshd::start_with(SshdOptions { max_sessions: 1, ..Default::default() }).unwrap();
+        let m = SessionManager::new();
+        let s = m.open("full", sshd.connect_options(backend()), SessionConfig::default()).await.unwrap();
+        assert!(s.exec("sleep 30", short(200)).await.unwrap().is_running());
+        s.interrupt(Interrupt::Int).await.unwrap();
+        assert_eq!(finish(&s).await.exit_code, Some(130));
+        assert_eq!(out(&s, "echo x1").await, "x1\n");
+        m.shutdown().await;
+    }
+}

@@ -67,16 +67,27 @@ async fn deliver(driver: &Arc<Driver>, how: Interrupt) -> Result<bool> {
     })?;
     // Ctrl-C goes through the terminal, as a person's would: the line discipline signals
     // the foreground even where we may not (sudo runs as root), and the shell survives.
+    // It is typed first, at once; the look at the terminal that follows only decides
+    // whether the shell itself needs help, and a failure to look (no channel to spare on
+    // a connection at MaxSessions) leaves Ctrl-C as it always was.
     let typed_ctrl_c = how == Interrupt::Int && pty;
+    if typed_ctrl_c {
+        input.write(b"\x03").await?;
+    }
     let signal = (!typed_ctrl_c).then(|| how.signal_name());
-    let found = foreground(driver, pid, signal).await?;
-    if found != Foreground::Shell {
-        if typed_ctrl_c {
-            input.write(b"\x03").await?;
+    let found = match foreground(driver, pid, signal).await {
+        Ok(found) => found,
+        Err(e) if typed_ctrl_c => {
+            tracing::debug!(session = %driver.name, error = %e, "could not look at the terminal after Ctrl-C");
+            return Ok(false);
         }
+        Err(e) => return Err(e),
+    };
+    if found != Foreground::Shell {
         return Ok(false);
     }
-    if pty {
+    if pty && !typed_ctrl_c {
+        // Nothing to signal but the shell: Ctrl-C interrupts a builtin it runs (`read`).
         input.write(b"\x03").await?;
     }
     let grace = SHELL_GRACE.min(driver.config.stop_deadline / 3);
