@@ -67,28 +67,28 @@ async fn deliver(driver: &Arc<Driver>, how: Interrupt) -> Result<bool> {
     })?;
     // Ctrl-C goes through the terminal, as a person's would: the line discipline signals
     // the foreground even where we may not (sudo runs as root), and the shell survives.
-    // It is typed first, at once; the look at the terminal that follows only decides
-    // whether the shell itself needs help, and a failure to look (no channel to spare on
-    // a connection at MaxSessions) leaves Ctrl-C as it always was.
+    // It is typed after the look at the terminal, not before: typed at once, it can land
+    // in the trailer of a command that just ended, while the env snapshot is being written
+    // (the likely cause of an exported variable lost once in tests/lifecycle.rs, with
+    // Ctrl-C typed first). A failed look (no channel to spare)
+    // leaves Ctrl-C as it always was.
     let typed_ctrl_c = how == Interrupt::Int && pty;
-    if typed_ctrl_c {
-        input.write(b"\x03").await?;
-    }
     let signal = (!typed_ctrl_c).then(|| how.signal_name());
     let found = match foreground(driver, pid, signal).await {
         Ok(found) => found,
         Err(e) if typed_ctrl_c => {
-            tracing::debug!(session = %driver.name, error = %e, "could not look at the terminal after Ctrl-C");
+            tracing::debug!(session = %driver.name, error = %e, "could not look at the terminal; typing Ctrl-C");
+            input.write(b"\x03").await?;
             return Ok(false);
         }
         Err(e) => return Err(e),
     };
+    if pty && (typed_ctrl_c || found == Foreground::Shell) {
+        // With nothing to signal but the shell, Ctrl-C interrupts a builtin it runs (`read`).
+        input.write(b"\x03").await?;
+    }
     if found != Foreground::Shell {
         return Ok(false);
-    }
-    if pty && !typed_ctrl_c {
-        // Nothing to signal but the shell: Ctrl-C interrupts a builtin it runs (`read`).
-        input.write(b"\x03").await?;
     }
     let grace = SHELL_GRACE.min(driver.config.stop_deadline / 3);
     if !driver
