@@ -61,6 +61,10 @@ pub(crate) fn single_quote(s: &str) -> String {
 /// each costs ~14 µs in bash (measured).
 const TRAILER: &str = "{ __ss_rc=$?;__ss_o=$-;\\set +xv;__ss_t;} 2>/dev/null";
 
+/// Prints the ready marker `TOKEN R <pid> ; <flavor> ; <cwd> TOKEN E`: at the end of the
+/// prime, and when interactive mode ends (`__ss_off`).
+const READY: &str = "printf '%s%sR%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$$\" \"${BASH_VERSION:+x}${ZSH_VERSION:+z}\" \"$PWD\" \"$__ss_a\" \"$__ss_b\"";
+
 /// Variables a restored snapshot must not override: they describe the new connection.
 const CONNECTION_VARIABLES: &str = "SSH_CLIENT SSH_CONNECTION SSH_TTY SSH_AUTH_SOCK \
     SSH_ORIGINAL_COMMAND SSH_USER_AUTH SHLVL PWD OLDPWD TERM TMUX TMUX_PANE";
@@ -82,6 +86,9 @@ pub(crate) fn prime_script(
     let n = nonce.as_str();
     let mut s = String::with_capacity(2048);
     s.push_str(&format!("__ss_a='{TOKEN_PREFIX}';__ss_b='{n}';"));
+    // The person's own prompt, for interactive mode (`__ss_on`); kept from the first prime
+    // when the same shell is primed again.
+    s.push_str("__ss_up=${__ss_up-${PS1-}};");
     // The snapshot is rewritten after every command: on a disk filesystem `export -p`'s
     // many small writes cost 0.2-0.5 ms, on tmpfs 0.03 ms (measured). Prefer the per-user
     // runtime dir, then /dev/shm, then $TMPDIR; the same choice is made again after a restart.
@@ -122,7 +129,8 @@ pub(crate) fn prime_script(
     // whether input is waiting without blocking: leftover complete lines are not discarded.
     s.push_str("else __ss_r(){ return $__ss_rc;};__ss_e(){ :;};__ss_nl=$(printf '\\n_');__ss_nl=${__ss_nl%_};");
     s.push_str("__ss_ps='${__ss_p}';__ss_i(){ { __ss_rc=$?;__ss_o=$-;\\set +xv;} 2>/dev/null;__ss_k;__ss_p=\"$(__ss_m)$__ss_nl\";__ss_id=;");
-    s.push_str("trap - INT;kill -INT $$;};fi;");
+    s.push_str("trap - INT;kill -INT $$;};");
+    s.push_str("fi;");
     // zsh: no line editor, and no `%` + padding when output lacks a final newline. Its
     // array syntax is hidden in eval: dash would reject the whole line at parse time.
     s.push_str("if [ -n \"${ZSH_VERSION:-}\" ];then unsetopt zle prompt_cr prompt_sp 2>/dev/null;");
@@ -162,7 +170,7 @@ pub(crate) fn prime_script(
         s.push_str(CONNECTION_VARIABLES);
         s.push_str(r#";do eval "if [ -n \"\$__ss_s_$__ss_v\" ];then $__ss_v=\$__ss_k_$__ss_v;export $__ss_v;else unset $__ss_v;fi;unset __ss_s_$__ss_v __ss_k_$__ss_v" 2>/dev/null;done;fi;"#);
     }
-    s.push_str("printf '%s%sR%s;%s;%s%s%sE\\n' \"$__ss_a\" \"$__ss_b\" \"$$\" \"${BASH_VERSION:+x}${ZSH_VERSION:+z}\" \"$PWD\" \"$__ss_a\" \"$__ss_b\"");
+    s.push_str(READY);
     // One complete `eval` statement in every shell's grammar: fish would otherwise read the
     // POSIX `if ...;then` as an open block and wait for its `end` forever. bash's line
     // editor must be switched off outside that eval: switched off inside it, bash
@@ -173,6 +181,90 @@ pub(crate) fn prime_script(
         " [ -n \"$BASH_VERSION\" ] && set +o emacs +o vi +H\n eval {}\n echo '{TOKEN_PREFIX}''{n}''P'\n",
         single_quote(&s)
     )
+}
+
+/// Interactive mode in bash, for a person attached to the shell: `__ss_on` gives back the
+/// line editor, echo, history and the person's prompt, and installs hooks that print the
+/// marks of every command line read from then on (the OSC 133 convention's prompt, command
+/// start and finished, each carrying the nonce): `B` at the end of the prompt, `C` with the
+/// line's text from `PS0` (the history entry, so `HISTCONTROL`/`HISTIGNORE` are cleared
+/// while on: every line is recorded as typed), `F` with `$?` and `$PWD` from
+/// `PROMPT_COMMAND`, only after a line ran (`PS0` sets the flag; an empty line or Ctrl-C
+/// at the prompt runs nothing). `__ss_off`, read by the line editor itself (only such a line
+/// can switch it off), puts the agent path back and answers with the ready marker; it
+/// removes its own history entry.
+const BASH_INTERACTIVE: &str = concat!(
+    r#"__ss_on(){ __ss_hx=${HISTCONTROL-};__ss_hi=${HISTIGNORE-};HISTCONTROL=;HISTIGNORE=;__ss_hr=;"#,
+    r#"PS1=${__ss_up:-'\u@\h:\w\$ '}'\[${__ss_a}${__ss_b}B${__ss_a}${__ss_b}E\]';"#,
+    r#"PS0='${__ss_a}${__ss_b}C${__ss_hr:=1}$(__ss_hs)${__ss_a}${__ss_b}E';PROMPT_COMMAND=__ss_hc;"#,
+    r#"stty echo 2>/dev/null;\set -o emacs;\builtin bind 'set enable-bracketed-paste on' 2>/dev/null;"#,
+    r#"printf '%s%sI%s%s%sE' "$__ss_a" "$__ss_b" "$PWD" "$__ss_a" "$__ss_b";};"#,
+    r#"__ss_hs(){ local h;h=$(HISTTIMEFORMAT= \builtin history 1);printf '%s' "${h#*[0-9]  }";};"#,
+    r#"__ss_hc(){ __ss_rc=$?;if [ -n "$__ss_hr" ];then __ss_hr=;export -p >|"$__ss_f";"#,
+    r#"printf '%s%sF%s;%s%s%sE' "$__ss_a" "$__ss_b" "$__ss_rc" "$PWD" "$__ss_a" "$__ss_b";fi;};"#,
+    r#"__ss_off(){ \builtin history -d -1 2>/dev/null;HISTCONTROL=$__ss_hx;HISTIGNORE=$__ss_hi;"#,
+    r#"PS0='';unset PROMPT_COMMAND;PS1=$__ss_ps;__ss_hr=;\set +o emacs +o vi;stty -echo 2>/dev/null;__ss_rdy;};"#,
+);
+
+/// Interactive mode in zsh: as in bash, with `preexec` (whose `$1` is the line as typed) and
+/// `precmd` as the hooks, and `zshaddhistory` keeping `__ss_off` out of the history. Its
+/// array syntax is hidden in eval, like the prime's.
+const ZSH_INTERACTIVE: &str = concat!(
+    r#"__ss_on(){ __ss_hr=;setopt prompt_subst;PROMPT=${__ss_up:-'%n@%m:%~%# '}'%{${__ss_a}${__ss_b}B${__ss_a}${__ss_b}E%}';RPROMPT='';"#,
+    r#"\builtin eval 'preexec_functions=(__ss_pre);precmd_functions=(__ss_post);zshaddhistory_functions=(__ss_za)';"#,
+    r#"stty echo 2>/dev/null;setopt zle;printf '%s%sI%s%s%sE' "$__ss_a" "$__ss_b" "$PWD" "$__ss_a" "$__ss_b";};"#,
+    r#"__ss_pre(){ __ss_hr=1;printf '%s%sC1%s%s%sE' "$__ss_a" "$__ss_b" "$1" "$__ss_a" "$__ss_b";};"#,
+    r#"__ss_post(){ __ss_rc=$?;if [ -n "$__ss_hr" ];then __ss_hr=;export -p >|"$__ss_f";"#,
+    r#"printf '%s%sF%s;%s%s%sE' "$__ss_a" "$__ss_b" "$__ss_rc" "$PWD" "$__ss_a" "$__ss_b";fi;};"#,
+    r#"__ss_za(){ case $1 in ' __ss_off'*)return 1;;esac;};"#,
+    r#"__ss_off(){ PROMPT=$__ss_ps;unsetopt zle;\builtin eval 'preexec_functions=();precmd_functions=(__ss_pc)';"#,
+    r#"__ss_hr=;stty -echo 2>/dev/null;__ss_rdy;};"#,
+);
+
+/// Interactive mode in a plain POSIX shell (dash): echo and a prompt that marks its end,
+/// but no hooks, so a person's commands cannot be tracked (the session says so).
+const POSIX_INTERACTIVE: &str = concat!(
+    r#"__ss_on(){ stty echo 2>/dev/null;PS1=${__ss_up:-'$ '}'${__ss_a}${__ss_b}B${__ss_a}${__ss_b}E';"#,
+    r#"printf '%s%sI%s%s%sE' "$__ss_a" "$__ss_b" "$PWD" "$__ss_a" "$__ss_b";};"#,
+    r#"__ss_off(){ PS1=$__ss_ps;stty -echo 2>/dev/null;__ss_rdy;};"#,
+);
+
+/// The line that switches a primed shell (at rest, on the agent path) to interactive mode:
+/// it defines that mode's functions for this shell, then calls `__ss_on`. Typed only when
+/// someone attaches, not in the prime: with them, or with ~150 bytes more, the prime of a
+/// restarted zsh lost input (its line editor was still reading when the prime arrived;
+/// measured: the first command then failed with a parse error, with a 2.9 KB prime but
+/// never with 2.7 KB), and a session nobody attaches to never needs them.
+pub(crate) fn interactive_on_line(flavor: ShellFlavor) -> String {
+    let functions = match flavor {
+        ShellFlavor::Extended => BASH_INTERACTIVE,
+        ShellFlavor::Zsh => ZSH_INTERACTIVE,
+        ShellFlavor::Posix => POSIX_INTERACTIVE,
+    };
+    format!(
+        " eval {};__ss_on\n",
+        single_quote(&format!("__ss_rdy(){{ {READY};}};{functions}"))
+    )
+}
+
+/// The keys that switch an interactive shell at its prompt back to the agent path: the end
+/// of the line and the kill-line key first (a partial line a person left goes to the kill
+/// ring, where Ctrl-Y brings it back), then `__ss_off`.
+pub(crate) const INTERACTIVE_OFF_KEYS: &str = "\x05\x15 __ss_off\r";
+
+/// The keys that type `command` at an interactive prompt, as a person pasting it would:
+/// inside bracketed paste, so that a Tab is not completion and a newline does not run half
+/// of it, then Enter. `None` if it holds bytes that would end the paste early or that no
+/// terminal can carry (ESC, NUL, other control bytes than Tab and newline).
+pub(crate) fn paste_keys(command: &str) -> Option<String> {
+    let command = command.trim_end_matches(['\n', '\r']);
+    if command
+        .chars()
+        .any(|c| (c < ' ' && c != '\t' && c != '\n') || c == '\x7f')
+    {
+        return None;
+    }
+    Some(format!("\x1b[200~{command}\x1b[201~\r"))
 }
 
 /// What to put before a command line, learned from how the previous command went.
@@ -407,5 +499,24 @@ mod tests {
             3,
             "readline off, ready line, probe line"
         );
+        assert!(
+            script.lines().all(|l| l.len() < 3000),
+            "a line near the terminal's 4095-byte limit"
+        );
+        assert!(
+            script.len() < 2800,
+            "a 2.9 KB prime lost zsh's first command after a restart (measured): {} bytes",
+            script.len()
+        );
+    }
+
+    #[test]
+    fn interactive_lines_fit_in_one_terminal_line() {
+        for flavor in [ShellFlavor::Extended, ShellFlavor::Zsh, ShellFlavor::Posix] {
+            let line = interactive_on_line(flavor);
+            assert!(line.starts_with(" eval '") && line.ends_with(";__ss_on\n"));
+            assert_eq!(line.matches('\n').count(), 1, "one line: {line}");
+            assert!(line.len() < 3000, "{flavor:?}: {} bytes", line.len());
+        }
     }
 }

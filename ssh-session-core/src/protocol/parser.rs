@@ -29,6 +29,16 @@ pub(crate) enum Event {
         cwd: Vec<u8>,
         editor: bool,
     },
+    /// Interactive mode is on (`__ss_on` ran): the shell's line editor, prompt and hooks
+    /// are a person's now; `cwd` is where it is.
+    Interactive { cwd: Vec<u8> },
+    /// The interactive prompt was printed: the shell reads a line from here on.
+    Prompt,
+    /// An interactive command line starts running (bash's `PS0`, zsh's `preexec`), with
+    /// its text as the shell's history recorded it.
+    CommandStart { text: Vec<u8> },
+    /// The interactive command line finished (bash's `PROMPT_COMMAND`, zsh's `precmd`).
+    CommandEnd { exit_code: i32, cwd: Vec<u8> },
 }
 
 /// Incremental marker scanner over a byte stream that arrives in arbitrary chunks.
@@ -190,8 +200,51 @@ impl MarkerParser {
                     },
                 )
             }
+            b'I' | b'B' | b'C' | b'F' => self.parse_interactive(kind, body),
             _ => Parsed::NotOurs,
         }
+    }
+
+    /// The marks of interactive mode (`__ss_on`): `TOKEN kind body TOKEN E`, without a line
+    /// end, since they are printed inside prompts, where a newline would move the cursor.
+    fn parse_interactive(&self, kind: u8, body: &[u8]) -> Parsed {
+        let t = self.token.len();
+        let Some(end) = self.finder.find(body) else {
+            return Parsed::Incomplete;
+        };
+        match body.get(end + t) {
+            None => return Parsed::Incomplete,
+            Some(b'E') => {}
+            Some(_) => return Parsed::NotOurs,
+        }
+        let len = t + 1 + end + t + 1;
+        let body = &body[..end];
+        let event = match kind {
+            b'I' => Event::Interactive { cwd: body.to_vec() },
+            b'B' if body.is_empty() => Event::Prompt,
+            // The body opens with the flag byte `PS0` sets while it prints the mark.
+            b'C' if !body.is_empty() => Event::CommandStart {
+                text: body[1..].to_vec(),
+            },
+            b'F' => {
+                let mut fields = body.splitn(2, |&b| b == b';');
+                let (Some(code), Some(cwd)) = (fields.next(), fields.next()) else {
+                    return Parsed::NotOurs;
+                };
+                let Some(exit_code) = std::str::from_utf8(code)
+                    .ok()
+                    .and_then(|c| c.parse::<i32>().ok())
+                else {
+                    return Parsed::NotOurs;
+                };
+                Event::CommandEnd {
+                    exit_code,
+                    cwd: cwd.to_vec(),
+                }
+            }
+            _ => return Parsed::NotOurs,
+        };
+        Parsed::Complete(len, event)
     }
 }
 
@@ -332,6 +385,46 @@ mod tests {
                     editor: false,
                 }
             ]
+        );
+    }
+
+    #[test]
+    fn interactive_marks_at_any_split() {
+        let tok = format!("__ss{N}");
+        let input = format!(
+            "{tok}I/tmp{tok}Eprompt$ {tok}B{tok}Els\r\n{tok}C1ls -l{tok}Ea b\r\n{tok}F2;/a;b{tok}E"
+        );
+        for events in parse_all_splits(input.as_bytes()) {
+            assert_eq!(
+                merge(events),
+                vec![
+                    Event::Interactive {
+                        cwd: b"/tmp".to_vec()
+                    },
+                    Event::Output(b"prompt$ ".to_vec()),
+                    Event::Prompt,
+                    Event::Output(b"ls\r\n".to_vec()),
+                    Event::CommandStart {
+                        text: b"ls -l".to_vec()
+                    },
+                    Event::Output(b"a b\r\n".to_vec()),
+                    Event::CommandEnd {
+                        exit_code: 2,
+                        cwd: b"/a;b".to_vec()
+                    },
+                ]
+            );
+        }
+        // A mark a program prints without the nonce, or malformed with it, is output.
+        let mut p = parser();
+        let mut events = Vec::new();
+        p.feed(
+            format!("{tok}Fx;/{tok}E\x1b]133;D;0\x07").as_bytes(),
+            &mut events,
+        );
+        assert!(
+            events.iter().all(|e| matches!(e, Event::Output(_))),
+            "{events:?}"
         );
     }
 
