@@ -143,6 +143,32 @@ pub enum Error {
         /// How long it has been running.
         running_for: Duration,
     },
+    /// A program's command was refused because a person at the session's terminal is
+    /// running a command or typing one: it is never typed into their work.
+    #[error("session {session:?} is busy: a person at its terminal ({terminal}) {}. Wait until they finish, or ask them", if *.typing { format!("is typing a command ({command:?} so far)") } else { format!("is running {command:?} (for {:.1} s)", .running_for.as_secs_f64()) })]
+    HumanBusy {
+        /// The session.
+        session: String,
+        /// The terminal they typed at (`"attach"`, `"browser"`).
+        terminal: String,
+        /// Their command, or the partial line typed so far.
+        command: String,
+        /// The line is still being typed (nothing runs yet).
+        typing: bool,
+        /// How long their command has been running.
+        running_for: Duration,
+    },
+    /// A program's command was refused, once, because people ran commands in the session's
+    /// terminal since that program's previous command (see `HumanActivity::RefuseOnce`).
+    #[error("session {session:?}: not run, because a person ran {} command(s) in its terminal since your last command: {}. The shell is now in {cwd:?}. Check that your assumptions still hold, then run the command again", .commands.len(), human_list(.commands))]
+    HumanActivity {
+        /// The session.
+        session: String,
+        /// What they ran, oldest first.
+        commands: Vec<crate::session::HumanCommand>,
+        /// The working directory now.
+        cwd: String,
+    },
     /// Input or an interrupt was sent but no command is running.
     #[error("session {session:?} has no running command; start one with exec")]
     NotRunning {
@@ -249,6 +275,9 @@ pub enum ErrorKind {
     Duplicate,
     /// Another command owns the session.
     Busy,
+    /// Not run: people ran commands in the session's terminal since the caller's last
+    /// command; issuing it again runs it.
+    HumanActivity,
     /// Nothing runs that input or an interrupt could go to.
     NotRunning,
     /// The host could not be reached or did not answer as an SSH server with a shell.
@@ -271,6 +300,7 @@ impl ErrorKind {
             ErrorKind::UnknownSession => "unknown_session",
             ErrorKind::Duplicate => "duplicate",
             ErrorKind::Busy => "busy",
+            ErrorKind::HumanActivity => "human_activity",
             ErrorKind::NotRunning => "not_running",
             ErrorKind::Connect => "connect",
             ErrorKind::Auth => "auth",
@@ -288,7 +318,8 @@ impl Error {
             Error::InvalidName { .. } | Error::InvalidCommand { .. } => ErrorKind::InvalidInput,
             Error::UnknownSession { .. } => ErrorKind::UnknownSession,
             Error::DuplicateName { .. } => ErrorKind::Duplicate,
-            Error::Busy { .. } => ErrorKind::Busy,
+            Error::Busy { .. } | Error::HumanBusy { .. } => ErrorKind::Busy,
+            Error::HumanActivity { .. } => ErrorKind::HumanActivity,
             Error::NotRunning { .. } => ErrorKind::NotRunning,
             Error::Connect { .. }
             | Error::ConnectTimeout { .. }
@@ -344,6 +375,18 @@ fn list_or_none(asked: &str, names: &[String]) -> String {
         listed.join(", "),
         names.len() - LISTED_NAMES
     )
+}
+
+/// `a` (exit 0, in "/x"); `b` (exit 1, in "/y")
+fn human_list(commands: &[crate::session::HumanCommand]) -> String {
+    commands
+        .iter()
+        .map(|c| {
+            let code = c.exit_code.map_or("?".to_string(), |c| c.to_string());
+            format!("`{}` (exit {code}, in {:?})", c.command, c.cwd)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]

@@ -92,9 +92,10 @@ pub use options::{
     local_user, ConnectOptions, HostKeyPolicy, IdentityFile, JumpHost, PasswordCallback,
 };
 pub use session::{
-    CommandState, Endpoint, ExecOptions, ExecResult, ExecStream, Follow, FollowEvent, HistoryEntry,
-    Interrupt, Notice, ReadOptions, ReconnectPolicy, Session, SessionConfig, SessionInfo,
-    SessionStatus, ShellSession, StatusEvent, StopReport, StreamEvent,
+    AttachOptions, Attachment, CommandState, Endpoint, ExecOptions, ExecResult, ExecStream, Follow,
+    FollowEvent, HistoryEntry, HumanActivity, HumanCommand, Interrupt, Notice, ReadOptions,
+    ReconnectPolicy, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession, StatusEvent,
+    StopReport, StreamEvent, TerminalEvent,
 };
 pub use transport::{Transport, TransportKind};
 

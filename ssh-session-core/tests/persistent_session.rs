@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use ssh_session_core::{
-    CommandState, ConnectOptions, ExecOptions, ReadOptions, ReconnectPolicy, Session,
-    SessionConfig, SessionManager, SessionStatus,
+    AttachOptions, CommandState, ConnectOptions, ExecOptions, ReadOptions, ReconnectPolicy,
+    Session, SessionConfig, SessionManager, SessionStatus,
 };
 use ssh_session_testkit::prelude::*;
 
@@ -164,6 +164,50 @@ conformance! {
         // The name is free again and an ordinary session works on the same host.
         let s = m.open("keep", sshd.connect_options(backend()), SessionConfig::default()).await.unwrap();
         assert_eq!(out(&s, "echo fine").await, "fine\n");
+        m.shutdown().await;
+    }
+}
+
+conformance! {
+    async fn a_persons_commands_are_tracked_through_a_dropped_link() {
+        let isolated = IsolatedTmux::start();
+        let sshd = &isolated.sshd;
+        let dir = tempfile::tempdir().unwrap();
+        let (proxy, o) = proxied(sshd, dir.path()).await;
+        let m = SessionManager::new();
+        let name = format!("person-{}-{}", backend(), std::process::id());
+        let s = m.open(&name, o, persistent()).await.unwrap();
+        let a = s.attach(AttachOptions::new("attach", 100, 30)).await.unwrap();
+        a.wait_prompt(Duration::from_secs(10)).await.unwrap();
+        a.send(b"cd /tmp && export P=1\r").await.unwrap();
+        a.wait_prompt(Duration::from_secs(10)).await.unwrap();
+        // The link drops while the person's command runs; it ends meanwhile, in tmux.
+        a.send(b"sleep 1; (exit 4)\r").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.history().iter().any(|e| e.command == "sleep 1; (exit 4)") {
+            assert!(Instant::now() < deadline, "{:?}", s.history());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        proxy.cut(CutMode::Reset).await;
+        wait_connected(&s, 1).await;
+        a.wait_prompt(Duration::from_secs(20)).await.unwrap();
+        a.send(b"false\r").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let people = loop {
+            let people: Vec<_> = s.history().into_iter().filter(|e| e.source == "attach").collect();
+            if people.len() == 3 && people.iter().all(|e| e.duration.is_some()) {
+                break people;
+            }
+            assert!(Instant::now() < deadline, "{people:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let codes: Vec<_> = people.iter().map(|e| (e.command.as_str(), e.exit_code)).collect();
+        assert_eq!(
+            codes,
+            [("cd /tmp && export P=1", Some(0)), ("sleep 1; (exit 4)", Some(4)), ("false", Some(1))]
+        );
+        drop(a);
+        assert_eq!(out(&s, "pwd; echo $P").await, "/tmp\n1\n");
         m.shutdown().await;
     }
 }

@@ -65,6 +65,7 @@ pub(super) async fn run(
                             let options = ExecOptions {
                                 timeout: Some(Duration::ZERO),
                                 source: Some("attach".into()),
+                                ..Default::default()
                             };
                             session.exec(&command, options).await
                         };

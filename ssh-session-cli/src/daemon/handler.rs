@@ -295,6 +295,7 @@ async fn exec(
     let options = ExecOptions {
         timeout: Some(timeout),
         source: Some("cli".into()),
+        ..Default::default()
     };
     let mut follow = match session.follow(command, options).await {
         Ok(follow) => follow,

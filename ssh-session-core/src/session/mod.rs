@@ -8,11 +8,14 @@ mod types;
 use async_trait::async_trait;
 
 use crate::error::Result;
-pub use shell::{Endpoint, Follow, FollowEvent, ShellSession};
+pub use shell::{
+    AttachOptions, Attachment, Endpoint, Follow, FollowEvent, ShellSession, TerminalEvent,
+};
 pub use stream::{ExecStream, StreamEvent};
 pub use types::{
-    CommandState, ExecOptions, ExecResult, HistoryEntry, Interrupt, Notice, ReadOptions,
-    ReconnectPolicy, SessionConfig, SessionInfo, SessionStatus, StatusEvent, StopReport,
+    CommandState, ExecOptions, ExecResult, HistoryEntry, HumanActivity, HumanCommand, Interrupt,
+    Notice, ReadOptions, ReconnectPolicy, SessionConfig, SessionInfo, SessionStatus, StatusEvent,
+    StopReport,
 };
 
 /// A persistent shell on a remote host. The working directory, exported variables, shell

@@ -101,8 +101,13 @@ pub struct ExecOptions {
     /// Return after this long even if the command still runs (default: the session's
     /// `exec_timeout`). The command keeps running; use `read_output` to follow it.
     pub timeout: Option<Duration>,
-    /// Who issued the command, recorded in history (default `"api"`).
+    /// Who issued the command, recorded in history (default `"api"`). Commands a person
+    /// ran at an attached terminal since this source's previous command are reported to
+    /// it as `human_activity` says.
     pub source: Option<String>,
+    /// What to do when people ran commands in the session's terminal since this source's
+    /// previous command (default [`HumanActivity::Report`]).
+    pub human_activity: HumanActivity,
 }
 
 impl ExecOptions {
@@ -110,9 +115,45 @@ impl ExecOptions {
     pub fn timeout(timeout: Duration) -> Self {
         ExecOptions {
             timeout: Some(timeout),
-            source: None,
+            ..Default::default()
         }
     }
+}
+
+/// What a command does when it finds that a person ran commands in the session's terminal
+/// (through [`ShellSession::attach`](crate::ShellSession::attach)) since its source's
+/// previous command: the working directory, files or jobs it assumes may have changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HumanActivity {
+    /// Run, and say nothing.
+    Ignore,
+    /// Run, with a [`Notice::HumanActivity`] listing them (the default).
+    #[default]
+    Report,
+    /// Do not run: fail once with [`Error::HumanActivity`](crate::Error::HumanActivity)
+    /// listing them. They count as seen, so the same command issued again runs.
+    RefuseOnce,
+}
+
+/// A command a person ran in the session's terminal, as its shell reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HumanCommand {
+    /// The command line, as the shell's history recorded it.
+    pub command: String,
+    /// Its exit code (`None` if it still runs, or its end was not seen).
+    pub exit_code: Option<i32>,
+    /// The working directory it left the shell in.
+    pub cwd: String,
+    /// When it started.
+    pub started_at: SystemTime,
+    /// How long it ran (`None` while it runs).
+    pub duration: Option<Duration>,
+    /// Its output, shortened to its first and last kilobyte or so.
+    pub output: String,
+    /// The terminal it was typed at (`"attach"`, `"browser"`, ...).
+    pub source: String,
 }
 
 /// Options for reading a running (or the last) command's output.
@@ -183,6 +224,14 @@ pub enum Notice {
         /// Attempts it took.
         attempts: u32,
     },
+    /// People ran these commands in the session's terminal since this source's previous
+    /// command (see [`HumanActivity`]); the shell is now in `cwd`.
+    HumanActivity {
+        /// The commands, oldest first.
+        commands: Vec<HumanCommand>,
+        /// The working directory now.
+        cwd: String,
+    },
     /// A new shell could not go back to the previous working directory (it was removed, or
     /// is no longer accessible): it starts in `now` instead.
     CwdNotRestored {
@@ -209,6 +258,19 @@ impl std::fmt::Display for Notice {
                 f,
                 "the connection was lost ({cause}) and re-established after {attempts} attempt(s)"
             ),
+            Notice::HumanActivity { commands, cwd } => {
+                write!(
+                    f,
+                    "a person ran {} command(s) in this session's terminal since your last \
+                     command (the shell is now in {cwd:?}):",
+                    commands.len()
+                )?;
+                for c in commands {
+                    let code = c.exit_code.map_or("?".to_string(), |c| c.to_string());
+                    write!(f, " `{}` (exit {code}, in {:?});", c.command, c.cwd)?;
+                }
+                Ok(())
+            }
             Notice::CwdNotRestored { wanted, now } => write!(
                 f,
                 "the previous working directory {wanted:?} could not be entered again (removed, \
@@ -378,8 +440,11 @@ pub struct HistoryEntry {
     pub started_at: SystemTime,
     /// How long it ran (`None` while running).
     pub duration: Option<Duration>,
-    /// Who issued it (`"api"`, `"mcp"`, `"cli"`, ...).
+    /// Who issued it (`"api"`, `"mcp"`, `"cli"`, ...), or the terminal a person typed it
+    /// at (`"attach"`, `"browser"`).
     pub source: String,
+    /// The working directory it left the shell in (`None` while running or if unknown).
+    pub cwd: Option<String>,
 }
 
 /// A snapshot of a session, for listings.
@@ -470,6 +535,11 @@ pub struct StopReport {
     pub tried: Vec<&'static str>,
     /// Whether the shell itself had to be killed and replaced (background jobs lost).
     pub shell_replaced: bool,
+    /// Whether the connection had to be dropped and made again, because the shell could not
+    /// be replaced over it.
+    pub connection_restarted: bool,
+    /// Each step taken, in words, in order (also shown to everyone attached as it happens).
+    pub steps: Vec<String>,
     /// The final result of the command.
     pub result: ExecResult,
 }

@@ -53,6 +53,8 @@ impl SshSessionServer {
         let options = |timeout| ExecOptions {
             timeout: Some(timeout),
             source: Some(SOURCE.into()),
+            // An agent learns what a person did at the session's terminal before it acts.
+            human_activity: ssh_session_core::HumanActivity::RefuseOnce,
         };
         let render_opts = self.render_options(args.raw, args.max_output_chars);
         let Some((peer, token)) = progress else {

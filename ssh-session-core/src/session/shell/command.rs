@@ -41,6 +41,7 @@ pub(super) enum Outcome {
 struct CommandRun {
     id: u64,
     command: String,
+    source: String,
     started: Instant,
     output: OutputBuffer,
     /// Stream offset up to which output was already handed to a caller.
@@ -155,6 +156,77 @@ impl Commands {
             .map(|c| (c.command.clone(), c.started.elapsed()))
     }
 
+    /// Who issued the running command (a program's source, or a person's terminal).
+    pub(super) fn running_source(&self) -> Option<&str> {
+        self.current
+            .as_ref()
+            .filter(|c| c.running())
+            .map(|c| c.source.as_str())
+    }
+
+    /// The running command turned out to have another line (a person pasted several at
+    /// once: each starts on its own, one `$?` ends them all).
+    pub(super) fn extend_running(&mut self, line: &str) {
+        let Some(run) = self.current.as_mut().filter(|c| c.running()) else {
+            return;
+        };
+        run.command.push('\n');
+        run.command.push_str(line);
+        let (id, command) = (run.id, run.command.clone());
+        if let Some((_, entry)) = self.history.iter_mut().rev().find(|(i, _)| *i == id) {
+            entry.command = command;
+        }
+    }
+
+    /// The current (or last) command's output, at most about `max` bytes of it: its head
+    /// and tail around a marked cut.
+    pub(super) fn excerpt(&self, max: usize) -> String {
+        let Some(run) = &self.current else {
+            return String::new();
+        };
+        let (bytes, _) = run.output.read_from(0);
+        let text = String::from_utf8_lossy(&bytes);
+        if text.len() <= max {
+            return text.into_owned();
+        }
+        let cut = |i: usize| {
+            (0..=i)
+                .rev()
+                .find(|&j| text.is_char_boundary(j))
+                .unwrap_or(0)
+        };
+        let head = cut(max / 2);
+        let tail = cut(text.len() - max / 2);
+        format!(
+            "{}\n[... {} bytes ...]\n{}",
+            &text[..head],
+            tail - head,
+            &text[tail..]
+        )
+    }
+
+    /// The history entry of command `id`, if it is still remembered.
+    pub(super) fn entry(&self, id: u64) -> Option<&HistoryEntry> {
+        self.history
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == id)
+            .map(|(_, e)| e)
+    }
+
+    /// Starts the record of a command a person typed at the terminal: unlike a program's,
+    /// it takes neither the output printed before it (that was the prompt and the echo of
+    /// their typing) nor the notices meant for the next program command.
+    pub(super) fn begin_human(&mut self, command: &str, source: &str) -> u64 {
+        let notices = std::mem::take(&mut self.pending);
+        let (idle, _) = self.idle.take_all();
+        let (id, _) = self.begin(command, source, false, &mut Vec::new());
+        self.pending = notices;
+        self.idle.push(&idle);
+        self.typed(id);
+        id
+    }
+
     /// Whether the running command's keys reached the shell.
     pub(super) fn running_was_typed(&self) -> bool {
         self.current
@@ -204,6 +276,7 @@ impl Commands {
         self.current = Some(CommandRun {
             id,
             command: command.to_string(),
+            source: source.to_string(),
             started: Instant::now(),
             cursor: 0,
             output,
@@ -221,6 +294,7 @@ impl Commands {
                 started_at: now,
                 duration: None,
                 source: source.to_string(),
+                cwd: None,
             },
         ));
         while self.history.len() > self.history_limit {
@@ -263,6 +337,7 @@ impl Commands {
         if let Some((_, entry)) = self.history.iter_mut().rev().find(|(id, _)| *id == run.id) {
             entry.exit_code = outcome.exit_code();
             entry.duration = Some(now.saturating_duration_since(run.started));
+            entry.cwd = Some(cwd.to_string());
         }
         run.outcome = Some((outcome, now));
         if let Some(sink) = run.stream.take() {

@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, mpsc, watch, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::attach::TerminalEvent;
 use super::effects::GoneCause;
 use super::effects::{Begun, Effects, Opening, Refusal};
 use super::machine::Machine;
@@ -17,7 +18,7 @@ use super::{spawn, Endpoint, Reconnector};
 use crate::error::{Error, Result};
 use crate::persistent::TmuxAttachment;
 use crate::session::types::{ExecOptions, ExecResult, SessionConfig, SessionStatus, StatusEvent};
-use crate::transport::{Channel, ChannelEvent, EventSource, Transport};
+use crate::transport::{Channel, ChannelEvent, ChannelInput, EventSource, Transport};
 
 /// A session's shared core: its state machine and everything that does I/O for it.
 pub(super) struct Driver {
@@ -37,6 +38,10 @@ pub(super) struct Driver {
     attachment: Mutex<Option<TmuxAttachment>>,
     changed: watch::Sender<u64>,
     status_events: broadcast::Sender<StatusEvent>,
+    /// What the people attached to the terminal see.
+    terminal_events: broadcast::Sender<TerminalEvent>,
+    /// Keys typed in order by one task (see [`type_keys`]).
+    typist: mpsc::UnboundedSender<(Arc<dyn ChannelInput>, Vec<u8>)>,
     reconnect_requests: mpsc::UnboundedSender<u64>,
     /// FIFO turn-taking for commands (tokio's mutex is fair).
     queue: Arc<tokio::sync::Mutex<()>>,
@@ -57,6 +62,8 @@ impl Driver {
         env_file_id: String,
     ) -> (Arc<Driver>, mpsc::UnboundedReceiver<u64>) {
         let (reconnect_requests, requests) = mpsc::unbounded_channel();
+        let (typist, keys) = mpsc::unbounded_channel();
+        tokio::spawn(type_keys(name.clone(), keys));
         let driver = Arc::new(Driver {
             name,
             endpoint,
@@ -69,6 +76,8 @@ impl Driver {
             attachment: Mutex::new(None),
             changed: watch::channel(0).0,
             status_events: broadcast::channel(64).0,
+            terminal_events: broadcast::channel(TERMINAL_BACKLOG).0,
+            typist,
             reconnect_requests,
             queue: Arc::new(tokio::sync::Mutex::new(())),
             readers: Mutex::new(Vec::new()),
@@ -110,6 +119,14 @@ impl Driver {
         for event in effects.status {
             let _ = self.status_events.send(event);
         }
+        // Under the lock too: a person attaching subscribes under it, after taking the
+        // screen, so that they miss no byte and see none twice.
+        for event in effects.terminal {
+            let _ = self.terminal_events.send(event);
+        }
+        for keys in effects.keys {
+            let _ = self.typist.send(keys);
+        }
         let closed = machine.is_closed();
         drop(machine);
         for waker in effects.wakers {
@@ -144,6 +161,17 @@ impl Driver {
     /// Status changes from now on.
     pub(super) fn subscribe_status(&self) -> broadcast::Receiver<StatusEvent> {
         self.status_events.subscribe()
+    }
+
+    /// What attached terminals see from now on (call under the state lock, in a
+    /// transition, to line it up with a look at the screen).
+    pub(super) fn subscribe_terminal(&self) -> broadcast::Receiver<TerminalEvent> {
+        self.terminal_events.subscribe()
+    }
+
+    /// Tells every attached person something (not shell output).
+    pub(super) fn tell_attached(&self, message: String) {
+        let _ = self.terminal_events.send(TerminalEvent::Notice(message));
     }
 
     // ---- connection ---------------------------------------------------------------
@@ -212,11 +240,12 @@ impl Driver {
         let timeout = options.timeout.unwrap_or(self.config.exec_timeout);
         let deadline = Instant::now() + timeout;
         let source = options.source.as_deref().unwrap_or("api");
+        let human = options.human_activity;
         let begun = loop {
             let since = self.watch();
             // A refusal changes nothing (so it must not wake the waiters, this loop among
             // them); a command begun is committed like any transition.
-            match self.peek(|m| m.begin_command(command, source, stream)) {
+            match self.peek(|m| m.begin_command(command, source, stream, human)) {
                 Ok((begun, effects)) => {
                     self.apply(|_| effects);
                     break begun;
@@ -294,6 +323,22 @@ impl Driver {
                 return Ok(result);
             }
             self.changed_before(deadline, since).await;
+        }
+    }
+}
+
+/// Events an attached terminal may fall behind by before it is sent the screen instead.
+const TERMINAL_BACKLOG: usize = 1024;
+
+/// Types keys (a person's, and the switches between modes) in the order they were
+/// committed: one task, so that two writes can never overtake each other.
+async fn type_keys(
+    session: String,
+    mut keys: mpsc::UnboundedReceiver<(Arc<dyn ChannelInput>, Vec<u8>)>,
+) {
+    while let Some((input, bytes)) = keys.recv().await {
+        if let Err(e) = input.write(&bytes).await {
+            tracing::info!(session = %session, error = %e, "typing keys failed");
         }
     }
 }

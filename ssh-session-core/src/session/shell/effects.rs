@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::Waker;
 
+use super::attach::TerminalEvent;
 use crate::error::Error;
 use crate::protocol::Nonce;
 use crate::session::stream::Sink;
@@ -126,4 +127,9 @@ pub(super) struct Effects {
     pub(super) reconnect: Option<u64>,
     /// A stream consumer is far behind: the channel reader waits for it.
     pub(super) backpressure: Option<Arc<Sink>>,
+    /// Keys to type into a shell, in order (a person's, or a switch between the agent path
+    /// and interactive mode).
+    pub(super) keys: Vec<(Arc<dyn ChannelInput>, Vec<u8>)>,
+    /// What the people attached to the terminal see, in order.
+    pub(super) terminal: Vec<TerminalEvent>,
 }

@@ -19,7 +19,8 @@
 //! ```
 //!
 //! All of it stays in this one file, so that the whole life can be read (and changed) in
-//! one place; what is not a state or a transition lives next door: the commands'
+//! one place, but for the switches between the agent path and a person at the terminal
+//! (`machine_people.rs`, a child of this module); what is not a state or a transition lives next door: the commands'
 //! bookkeeping (`command.rs`), the terminal (`terminal.rs`), the echo of our own lines
 //! (`echo.rs`), the connection status (`link.rs`) and the transitions' vocabulary
 //! (`effects.rs`).
@@ -33,7 +34,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::attach::TerminalEvent;
 use super::command::{Commands, Outcome};
+use super::console::{Console, EXCERPT};
 use super::echo::EchoFilter;
 use super::effects::{
     Begun, Claim, ClosingShell, Effects, GoneCause, Opening, PrimeVerdict, Refusal,
@@ -42,10 +45,12 @@ use super::link::Link;
 use super::terminal::Terminal;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    command_line, echo_of, Event, LinePrefix, MarkerParser, Nonce, ShellFlavor, EDITOR_OFF_LINE,
+    command_line, echo_of, interactive_on_line, paste_keys, Event, LinePrefix, MarkerParser, Nonce,
+    ShellFlavor, EDITOR_OFF_LINE, INTERACTIVE_OFF_KEYS,
 };
 use crate::session::types::{
-    CommandState, ExecResult, HistoryEntry, Notice, SessionInfo, SessionStatus,
+    CommandState, ExecResult, HistoryEntry, HumanActivity, HumanCommand, Notice, SessionInfo,
+    SessionStatus,
 };
 use crate::transport::ChannelInput;
 
@@ -109,6 +114,8 @@ pub(super) struct Machine {
     /// The last marker said bash's line editor had come back on.
     editor_back: bool,
     commands: Commands,
+    mode: Mode,
+    console: Console,
     created: SystemTime,
     last_activity: SystemTime,
     resumed: bool,
@@ -144,6 +151,8 @@ impl Machine {
             typed_extra: false,
             editor_back: false,
             commands: Commands::new(settings.max_output, settings.history_limit),
+            mode: Mode::Agent,
+            console: Console::default(),
             created: now,
             last_activity: now,
             resumed: false,
@@ -258,6 +267,8 @@ impl Machine {
                 self.typed_extra = false;
                 self.editor_back = false;
                 self.echo.arm(Vec::new());
+                self.mode = Mode::Agent;
+                self.console.new_shell();
                 // `Resume` without a kept parser cannot come from a claim; a fresh nonce
                 // then makes the claimer's wait for the prime time out with a clear error.
                 let nonce = match how {
@@ -434,6 +445,11 @@ impl Machine {
                 if !self.commands.running_was_typed() {
                     self.finish(Outcome::LinkLost, fx);
                 }
+                if self.console.attached() > 0 {
+                    fx.terminal.push(TerminalEvent::Notice(format!(
+                        "{cause}; reconnecting: the shell goes on in tmux, and what it prints                          meanwhile is shown once the link is back"
+                    )));
+                }
             }
             Life::Ready(mut live) => {
                 let mut events = Vec::new();
@@ -446,6 +462,15 @@ impl Machine {
                     other => Outcome::ShellGone(other.clone()),
                 };
                 self.finish(outcome, fx);
+                if self.console.attached() > 0 {
+                    fx.terminal.push(match &cause {
+                        GoneCause::LinkLost => TerminalEvent::Notice(format!(
+                            "{cause}; reconnecting (a new shell starts, with the working \
+                             directory and exported variables restored)"
+                        )),
+                        other => TerminalEvent::Ended(other.to_string()),
+                    });
+                }
                 self.life = Life::Gone(Some(cause));
             }
             other => self.life = other,
@@ -504,8 +529,11 @@ impl Machine {
                     self.life = Life::Ready(live);
                     if resync {
                         // Primed again: whatever the command did, its end was not seen.
+                        self.mode = Mode::Agent;
+                        self.console.new_shell();
                         self.finish(Outcome::Untracked, fx);
                     }
+                    self.enter_if_attached(fx);
                 }
             }
             (Life::Priming { probed, .. }, Event::Probe) => {
@@ -524,7 +552,9 @@ impl Machine {
                 self.cwd = String::from_utf8_lossy(&cwd).into_owned();
                 self.editor_back = editor;
                 self.finish(Outcome::Exited(exit_code), fx);
+                self.enter_if_attached(fx);
             }
+            (Life::Ready(_), event) => self.interactive_event(event, fx),
             // A late ready/probe, or the marker of a command no longer current.
             _ => {}
         }
@@ -533,6 +563,17 @@ impl Machine {
     fn command_output(&mut self, raw: &[u8], fx: &mut Effects) {
         self.last_activity = SystemTime::now();
         let decoded = self.terminal.decode(raw);
+        if self.console.attached() > 0 {
+            fx.terminal
+                .push(TerminalEvent::Output(bytes::Bytes::copy_from_slice(raw)));
+        }
+        if self.mode != Mode::Agent {
+            // Interactive: the prompt and the echo of typing are nobody's output.
+            if self.console.output_open() {
+                self.deliver(decoded, fx);
+            }
+            return;
+        }
         if self.editor_back && !self.is_running() {
             // The line editor's prompt, printed as it began to read: not anyone's output.
             return;
@@ -556,7 +597,20 @@ impl Machine {
         self.deliver(held, fx);
         let tail = self.terminal.flush();
         self.deliver(tail, fx);
+        let id = self.commands.running_id();
         self.commands.finish(outcome, &self.cwd, &mut fx.wakers);
+        if let Some(id) = id.filter(|id| self.console.human_running() == Some(*id)) {
+            let done = self.commands.entry(id).map(|e| HumanCommand {
+                command: e.command.clone(),
+                exit_code: e.exit_code,
+                cwd: self.cwd.clone(),
+                started_at: e.started_at,
+                duration: e.duration,
+                output: self.commands.excerpt(EXCERPT),
+                source: e.source.clone(),
+            });
+            self.console.human_ended(id, done);
+        }
     }
 
     // ---- commands -----------------------------------------------------------------
@@ -567,6 +621,7 @@ impl Machine {
         command: &str,
         source: &str,
         stream: bool,
+        human: HumanActivity,
     ) -> std::result::Result<(Begun, Effects), Refusal> {
         if self.closed {
             return Err(Refusal::Fail(Error::Closed {
@@ -596,6 +651,9 @@ impl Machine {
             }
             SessionStatus::Connected | SessionStatus::Closed => {}
         }
+        if let Some(e) = self.persons_command() {
+            return Err(Refusal::Fail(e));
+        }
         if let Some((command, running_for)) = self.commands.running() {
             return Err(Refusal::Fail(Error::Busy {
                 session: self.name.clone(),
@@ -615,11 +673,37 @@ impl Machine {
                 return Err(Refusal::Wait)
             }
         };
+        let line = match self.mode {
+            Mode::Agent => line,
+            Mode::Entering | Mode::Leaving => return Err(Refusal::Wait),
+            Mode::Interactive => self.at_the_prompt(command)?,
+        };
+        let unseen = self.console.take_unseen(source);
+        if !unseen.is_empty() {
+            let cwd = self.cwd.clone();
+            match human {
+                HumanActivity::RefuseOnce => {
+                    return Err(Refusal::Fail(Error::HumanActivity {
+                        session: self.name.clone(),
+                        commands: unseen,
+                        cwd,
+                    }))
+                }
+                HumanActivity::Report => self.commands.add_notices([Notice::HumanActivity {
+                    commands: unseen,
+                    cwd,
+                }]),
+                HumanActivity::Ignore => {}
+            }
+        }
         let mut fx = Effects::default();
         let (id, sink) = self.commands.begin(command, source, stream, &mut fx.wakers);
         self.terminal.new_command();
         self.typed_extra = false;
-        if prefix.editor_off {
+        if self.mode == Mode::Interactive {
+            // Typed at the person's prompt: its start and end come from the shell's hooks.
+            self.console.leave_prompt();
+        } else if prefix.editor_off {
             self.echo.arm_skip_line(EDITOR_OFF_LINE.as_bytes());
         } else if self.pty {
             self.echo.arm(vec![echo_of(&line).to_vec()]);
@@ -723,6 +807,25 @@ impl Machine {
         self.commands.running_id().is_some()
     }
 
+    /// The running command's text.
+    pub(super) fn running_command(&self) -> Option<String> {
+        self.commands.running().map(|(command, _)| command)
+    }
+
+    /// The refusal for a program that would run or stop something while a person's
+    /// command runs: it is theirs, and only they stop it (Ctrl-C at their terminal).
+    pub(super) fn persons_command(&self) -> Option<Error> {
+        self.console.human_running()?;
+        let (command, running_for) = self.commands.running()?;
+        Some(Error::HumanBusy {
+            session: self.name.clone(),
+            terminal: self.commands.running_source().unwrap_or("attach").into(),
+            command,
+            typing: false,
+            running_for,
+        })
+    }
+
     // ---- ending a shell on purpose ------------------------------------------------
 
     /// The running command's marker may never come back (its shell was replaced by `exec
@@ -810,6 +913,8 @@ impl Machine {
         self.closed = true;
         self.finish(Outcome::ShellGone(GoneCause::Closed), &mut fx);
         self.life = Life::Gone(Some(GoneCause::Closed));
+        fx.terminal
+            .push(TerminalEvent::Ended(GoneCause::Closed.to_string()));
         fx.status
             .extend(self.link.set_status(SessionStatus::Closed));
         fx
@@ -867,6 +972,10 @@ impl Machine {
         self.link.info(base, lost, self.last_activity)
     }
 }
+
+#[path = "machine_people.rs"]
+mod people;
+use people::Mode;
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]

@@ -71,7 +71,7 @@ fn ready(persistent: bool) -> Machine {
 }
 
 fn begin(m: &mut Machine, command: &str, stream: bool) -> Begun {
-    match m.begin_command(command, "test", stream) {
+    match m.begin_command(command, "test", stream, HumanActivity::Report) {
         Ok((begun, _)) => begun,
         Err(Refusal::Wait) => panic!("refused: wait"),
         Err(Refusal::NeedShell(_)) => panic!("refused: needs a shell"),
@@ -108,12 +108,12 @@ fn only_one_task_starts_a_shell_and_commands_wait_for_it() {
     let _ = m.channel_closed(1, true);
     // The next command claims the start...
     assert!(matches!(
-        m.begin_command("true", "test", false),
+        m.begin_command("true", "test", false, HumanActivity::Report),
         Err(Refusal::NeedShell(Some(GoneCause::ChannelClosed)))
     ));
     // ...so a second one waits, and nobody else may claim it.
     assert!(matches!(
-        m.begin_command("true", "test", false),
+        m.begin_command("true", "test", false, HumanActivity::Report),
         Err(Refusal::Wait)
     ));
     assert!(matches!(m.claim_start(), Claim::InProgress));
@@ -128,7 +128,7 @@ fn replacing_a_shell_keeps_the_start_so_a_queued_command_waits() {
     assert!(old.is_some());
     assert_eq!(state(&mut m), CommandState::Killed);
     assert!(matches!(
-        m.begin_command("echo $$", "test", false),
+        m.begin_command("echo $$", "test", false, HumanActivity::Report),
         Err(Refusal::Wait)
     ));
     assert!(matches!(m.claim_start(), Claim::InProgress));
@@ -203,7 +203,7 @@ fn a_persistent_shell_keeps_a_typed_command_across_a_lost_link() {
     assert!(m.is_running(), "the command goes on in tmux");
     let _ = m.set_status(SessionStatus::Reconnecting { attempt: 1, of: 3 });
     assert!(matches!(
-        m.begin_command("true", "test", false),
+        m.begin_command("true", "test", false, HumanActivity::Report),
         Err(Refusal::Wait)
     ));
     assert!(matches!(
@@ -247,17 +247,17 @@ fn busy_closed_and_invalid_commands_are_refused() {
     let begun = begin(&mut m, "sleep 9", false);
     m.typed(begun.id);
     assert!(matches!(
-        m.begin_command("true", "test", false),
+        m.begin_command("true", "test", false, HumanActivity::Report),
         Err(Refusal::Fail(Error::Busy { command, .. })) if command == "sleep 9"
     ));
     assert!(matches!(
-        m.begin_command("a\0b", "test", false),
+        m.begin_command("a\0b", "test", false, HumanActivity::Report),
         Err(Refusal::Fail(Error::InvalidCommand { .. }))
     ));
     assert!(m.begin_close().is_some());
     assert!(m.begin_close().is_none(), "closing twice is a no-op");
     assert!(matches!(
-        m.begin_command("true", "test", false),
+        m.begin_command("true", "test", false, HumanActivity::Report),
         Err(Refusal::Fail(Error::Closed { .. }))
     ));
 }

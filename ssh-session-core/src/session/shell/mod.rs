@@ -9,9 +9,13 @@
 //! - `reconnect.rs`: the reconnection worker and loop.
 //! - `stop.rs`: interrupts and the stop ladder. `close.rs`: close, detach, drop.
 //! - `follow.rs`: following a command live until it ends or its timeout.
+//! - `attach.rs`: a person's terminal on the session; `console.rs`: the bookkeeping of the
+//!   people attached and the commands they ran.
 
+mod attach;
 mod close;
 mod command;
+mod console;
 mod driver;
 mod echo;
 mod effects;
@@ -39,6 +43,7 @@ use super::Session;
 use crate::error::{Error, Result};
 use crate::session::types::SessionStatus;
 use crate::transport::Transport;
+pub use attach::{AttachOptions, Attachment, TerminalEvent};
 use driver::Driver;
 use effects::Claim;
 pub use follow::{Follow, FollowEvent};

@@ -16,11 +16,11 @@ use tokio::time::Instant;
 
 use super::driver::Driver;
 use super::effects::{Effects, GoneCause, PrimeVerdict};
-use super::spawn;
+use super::{reconnect, spawn};
 use crate::error::{Error, Result};
 use crate::persistent;
 use crate::protocol::{prime_script, Output, Restore};
-use crate::session::types::{Interrupt, StopReport};
+use crate::session::types::{ExecResult, Interrupt, StopReport};
 use crate::transport::run;
 
 /// How long a shell in its own foreground gets to end its command after Ctrl-C before it
@@ -74,7 +74,21 @@ async fn deliver(driver: &Arc<Driver>, how: Interrupt) -> Result<bool> {
     // leaves Ctrl-C as it always was.
     let typed_ctrl_c = how == Interrupt::Int && pty;
     let signal = (!typed_ctrl_c).then(|| how.signal_name());
-    let found = match foreground(driver, pid, signal).await {
+    // Bounded: over a stalled connection the look never answers, and the stop ladder must
+    // go on to its next step.
+    let look = (driver.config.stop_deadline / 3).max(SHELL_GRACE);
+    let looked = tokio::time::timeout(look, foreground(driver, pid, signal))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Disconnected {
+                session: driver.name.clone(),
+                detail: format!(
+                    "the connection did not answer within {:.1} s",
+                    look.as_secs_f64()
+                ),
+            })
+        });
+    let found = match looked {
         Ok(found) => found,
         Err(e) if typed_ctrl_c => {
             tracing::debug!(session = %driver.name, error = %e, "could not look at the terminal; typing Ctrl-C");
@@ -186,42 +200,136 @@ async fn resync(driver: &Arc<Driver>, id: u64) -> Result<bool> {
 }
 
 /// Stops the running command however it takes: Ctrl-C, SIGTERM, SIGKILL, a third of the
-/// stop deadline each; then the shell itself is killed and a new one started.
+/// stop deadline each; then the shell itself is killed and a new one started; if even that
+/// fails, the connection is dropped and made again. Every step is reported to the caller
+/// and, as it happens, to everyone attached. A person's command is theirs to stop.
 pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
     let Some(id) = driver.view(|m| m.running_id()) else {
         return Err(Error::NotRunning {
             session: driver.name.clone(),
         });
     };
+    if let Some(refusal) = driver.view(|m| m.persons_command()) {
+        return Err(refusal);
+    }
+    let command = driver
+        .view(|m| m.running_command())
+        .unwrap_or_else(|| "the command".into());
+    let mut report = Ladder::new(driver);
     let step = driver.config.stop_deadline / 3;
-    let mut tried = Vec::new();
     for how in [Interrupt::Int, Interrupt::Term, Interrupt::Kill] {
-        tried.push(how.signal_name());
+        report.tried.push(how.signal_name());
+        report.step(match how {
+            Interrupt::Int => format!("stopping {command:?}: Ctrl-C (SIGINT)"),
+            _ => format!(
+                "still running after {:.1} s: SIG{}",
+                step.as_secs_f64(),
+                how.signal_name()
+            ),
+        });
         let replaced = match deliver(driver, how).await {
             Ok(replaced) => replaced,
             Err(e) => {
-                tracing::info!(session = %driver.name, signal = how.signal_name(), error = %e, "interrupt failed");
+                report.step(format!("SIG{} could not be sent: {e}", how.signal_name()));
                 false
             }
         };
+        if replaced {
+            report.step("the shell itself stopped answering: replaced it, cwd and exported variables restored".into());
+        }
         let result = driver.wait_result_of(id, Instant::now() + step).await?;
         if !result.is_running() {
-            return Ok(StopReport {
-                tried,
-                shell_replaced: replaced,
-                result,
-            });
+            report.shell_replaced = replaced;
+            return Ok(report.finish(result));
         }
     }
-    // Nothing stopped it (a process in uninterruptible sleep): kill the shell and start
-    // afresh.
-    replace(driver, GoneCause::Replaced).await?;
+    // Nothing stopped it (a process in uninterruptible sleep, a shell that hears nothing):
+    // kill the shell and start afresh; over a connection that cannot do that, start over.
+    report.step(format!(
+        "still running after {:.0} s: killing the shell and starting a new one",
+        driver.config.stop_deadline.as_secs_f64()
+    ));
+    let bound = driver.config.prime_timeout + REPLACE_SLACK;
+    match tokio::time::timeout(bound, replace(driver, GoneCause::Replaced)).await {
+        Ok(Ok(())) => {
+            report.shell_replaced = true;
+            report.step("new shell started, cwd and exported variables restored".into());
+        }
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => {
+                    // The start this replacement claimed was abandoned half-way: give it
+                    // up, so the reconnection can start the shell.
+                    driver.apply(|m| m.start_failed(GoneCause::Replaced));
+                    format!("no new shell within {:.0} s", bound.as_secs_f64())
+                }
+            };
+            report.step(format!(
+                "could not replace the shell ({why}): dropping the connection and connecting again"
+            ));
+            reconnect_after_drop(driver).await?;
+            report.connection_restarted = true;
+            report.step("connected again, cwd and exported variables restored".into());
+        }
+    }
     let result = driver.wait_result_of(id, Instant::now()).await?;
-    Ok(StopReport {
-        tried,
-        shell_replaced: true,
-        result,
-    })
+    Ok(report.finish(result))
+}
+
+/// How much longer than the prime's own timeout replacing a shell may take (closing the
+/// old channel, opening a new one) before the connection is given up.
+const REPLACE_SLACK: Duration = Duration::from_secs(5);
+
+/// The stop ladder's report as it is built: each step also goes to everyone attached.
+struct Ladder<'a> {
+    driver: &'a Driver,
+    tried: Vec<&'static str>,
+    steps: Vec<String>,
+    shell_replaced: bool,
+    connection_restarted: bool,
+}
+
+impl<'a> Ladder<'a> {
+    fn new(driver: &'a Driver) -> Self {
+        Ladder {
+            driver,
+            tried: Vec::new(),
+            steps: Vec::new(),
+            shell_replaced: false,
+            connection_restarted: false,
+        }
+    }
+
+    fn step(&mut self, text: String) {
+        tracing::info!(session = %self.driver.name, step = %text, "stopping the command");
+        self.driver.tell_attached(text.clone());
+        self.steps.push(text);
+    }
+
+    fn finish(self, result: ExecResult) -> StopReport {
+        StopReport {
+            tried: self.tried,
+            shell_replaced: self.shell_replaced,
+            connection_restarted: self.connection_restarted,
+            steps: self.steps,
+            result,
+        }
+    }
+}
+
+/// The last resort: the connection itself goes (its shell and command with it), and the
+/// session connects again, restoring cwd and exported variables (a persistent session
+/// re-attaches to its tmux shell, which is killed first when reachable).
+async fn reconnect_after_drop(driver: &Arc<Driver>) -> Result<()> {
+    let transport = driver.transport();
+    let _ = tokio::time::timeout(REPLACE_SLACK, transport.close()).await;
+    reconnect::reconnect_now(driver).await?;
+    if driver.config.persistent && driver.view(|m| m.is_running()) {
+        // tmux kept the wedged shell through the new connection: end it for good.
+        replace(driver, GoneCause::Replaced).await?;
+    }
+    Ok(())
 }
 
 /// Kills the shell (its command ends as killed) and starts a new one, restoring cwd and

@@ -51,6 +51,31 @@ impl Terminal {
         self.screen.set_size(nonzero(rows), nonzero(cols));
     }
 
+    /// Where the cursor is: (row, column).
+    pub(super) fn cursor(&self) -> (u16, u16) {
+        self.screen.screen().cursor_position()
+    }
+
+    /// What the screen shows from `from` (row, column) to its end, trimmed: the line a
+    /// person has typed after a prompt that ended there.
+    pub(super) fn text_after(&self, from: (u16, u16)) -> String {
+        let screen = self.screen.screen();
+        let (rows, cols) = screen.size();
+        screen
+            .contents_between(from.0, from.1, rows.get(), cols.get())
+            .trim()
+            .to_string()
+    }
+
+    /// The screen as bytes that draw it on another terminal (contents, colours, cursor,
+    /// input modes): what a person who attaches sees first.
+    pub(super) fn formatted(&self) -> Vec<u8> {
+        let screen = self.screen.screen();
+        let mut out = b"\x1b[H\x1b[2J".to_vec();
+        out.extend_from_slice(screen.state_formatted().as_bytes());
+        out
+    }
+
     /// The screen as text, rows joined by newlines.
     pub(super) fn contents(&self) -> String {
         self.screen.screen().contents()
