@@ -208,13 +208,7 @@ impl Attachment {
 
     /// Resizes the terminal (with several people attached, the last resize wins).
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
-        let shell = self
-            .driver
-            .act(|m| (m.resize(cols, rows), Default::default()));
-        match shell {
-            Some(shell) => shell.resize(cols, rows).await,
-            None => Ok(()),
-        }
+        super::resize(&self.driver, cols, rows).await
     }
 
     /// The screen as text, rows joined by newlines.

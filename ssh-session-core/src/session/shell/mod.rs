@@ -217,13 +217,7 @@ impl Session for ShellSession {
     }
 
     async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
-        let shell = self
-            .driver
-            .act(|m| (m.resize(cols, rows), Default::default()));
-        match shell {
-            Some(shell) => shell.resize(cols, rows).await,
-            None => Ok(()),
-        }
+        resize(&self.driver, cols, rows).await
     }
 
     fn history(&self) -> Vec<HistoryEntry> {
@@ -244,5 +238,15 @@ impl Session for ShellSession {
 
     async fn close(&self) -> Result<()> {
         close::shutdown(&self.driver, true).await
+    }
+}
+
+/// Resizes the shell's terminal (and the screen kept of it): for the session and for each
+/// attached person alike.
+async fn resize(driver: &driver::Driver, cols: u16, rows: u16) -> Result<()> {
+    let shell = driver.act(|m| (m.resize(cols, rows), Default::default()));
+    match shell {
+        Some(shell) => shell.resize(cols, rows).await,
+        None => Ok(()),
     }
 }
