@@ -1,14 +1,13 @@
-//! `attach`: an interactive terminal on a session, like `tmux attach`.
-//!
-//! The session's shell is driven by a completion protocol, so it cannot simply be handed
-//! the keyboard. Instead the attach works in two modes:
-//! - **at the prompt** (`NAME:CWD$`), a line is edited locally and, on Enter, runs in the
-//!   session's shell like an `exec`: cwd, environment and history are the session's own;
-//! - **while a command runs**, every keystroke goes straight to the session's PTY (Ctrl-C,
-//!   passwords, REPLs, vim), and its output is shown live.
+//! `attach`: the session's own terminal, like `tmux attach`. The local terminal goes raw
+//! and every byte typed goes to the session's shell as is, so its line editor, Tab
+//! completion, history, colours and full-screen programs are the shell's own; what the
+//! shell's terminal prints comes back byte for byte. Commands a person runs are recorded
+//! in the session's history, and programs' commands (`ssh-session exec`, an agent) appear
+//! typed at the prompt with their output.
 //!
 //! [`DETACH_KEY`] (Ctrl-]) leaves at any time; the session and whatever runs in it go on.
-//! The remote window size follows the local terminal (SIGWINCH → resize).
+//! The remote window size follows the local terminal (SIGWINCH → resize). Messages from
+//! ssh-session itself (not the shell) go to stderr in brackets, each on its own line.
 
 use std::io::{IsTerminal, Write};
 use std::os::fd::AsRawFd;
@@ -40,8 +39,8 @@ pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError>
             rows,
         })
         .await?;
-    let mut view = match client.recv().await? {
-        Response::Attached { running, cwd } => View::new(name, cwd, running.is_some()),
+    let tracked = match client.recv().await? {
+        Response::Attached { tracked, .. } => tracked,
         Response::Error { error, message } => {
             return Err(CliError::Remote {
                 kind: error,
@@ -50,44 +49,41 @@ pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError>
         }
         other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
     };
-    let _raw = RawMode::enable()?;
-    view.print(&format!(
-        "[attached to {name}: commands run in its shell; keys go to a running command; Ctrl-] detaches]\n"
+    let raw = RawMode::enable()?;
+    let how = if tracked {
+        "your commands are recorded in its history"
+    } else {
+        "its shell cannot report commands, so they are not recorded"
+    };
+    notice(&format!(
+        "attached to {name}: {how}; Ctrl-] detaches and leaves it running"
     ));
-    if !view.running {
-        view.prompt();
-    }
     let mut keys = read_keys();
     let mut winch = signal(SignalKind::window_change())
         .map_err(|e| CliError::io("watching the terminal size", e))?;
-    loop {
+    let ended = loop {
         tokio::select! {
-            response = client.recv() => {
-                let typed_ahead = view.answer(response?).map_err(|e| client.protocol(e))?;
-                if !typed_ahead.is_empty() {
-                    let (actions, detach) = view.keys(&typed_ahead);
-                    for action in actions {
-                        client.send(&action).await?;
-                    }
-                    if detach {
-                        client.send(&AttachInput::Detach).await?;
-                        break;
-                    }
+            response = client.recv() => match response? {
+                Response::Output { data } => {
+                    write_screen(&decode(&data).map_err(|e| client.protocol(e))?)?;
                 }
+                Response::Notice { message } => notice(&message),
+                Response::Ended { reason } => break Some(reason),
+                Response::Error { error, message } => {
+                    drop(raw);
+                    return Err(CliError::Remote { kind: error, message });
+                }
+                other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
             },
             chunk = keys.recv() => {
-                let Some(chunk) = chunk else {
-                    // stdin closed: nothing more can be typed; leave the session running.
-                    client.send(&AttachInput::Detach).await?;
-                    break;
-                };
-                let (actions, detach) = view.keys(&chunk);
-                for action in actions {
-                    client.send(&action).await?;
+                // stdin closed: nothing more can be typed; leave the session running.
+                let Some(chunk) = chunk else { break None };
+                let (typed, detach) = split_detach(&chunk);
+                if !typed.is_empty() {
+                    client.send(&AttachInput::Input { data: encode(typed) }).await?;
                 }
                 if detach {
-                    client.send(&AttachInput::Detach).await?;
-                    break;
+                    break None;
                 }
             }
             _ = winch.recv() => {
@@ -95,227 +91,54 @@ pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError>
                 client.send(&AttachInput::Resize { cols, rows }).await?;
             }
         }
+    };
+    match ended {
+        Some(reason) => {
+            notice(&reason);
+            drop(raw);
+            Ok(1)
+        }
+        None => {
+            // Best effort: a daemon that already went away detached us anyway.
+            let _ = client.send(&AttachInput::Detach).await;
+            notice(&format!(
+                "detached from {name}; it keeps running: `ssh-session attach {name}` to return"
+            ));
+            drop(raw);
+            Ok(0)
+        }
     }
-    view.print(&format!(
-        "\n[detached from {name}; it keeps running: `ssh-session attach {name}` to return]\n"
-    ));
-    Ok(0)
 }
 
-/// The local screen and line editor.
-struct View {
-    name: String,
-    cwd: String,
-    running: bool,
-    line: Vec<u8>,
-    last_exit: Option<i32>,
-    /// Whether the cursor is at the start of a line (to put the prompt on its own line).
-    at_line_start: bool,
-    colour: bool,
-    /// Where the screen goes: stdout (a sink in unit tests).
-    out: Box<dyn Write>,
-    /// Keys a command did not take because it had ended, typed at the prompt once the
-    /// client knows it ended.
-    pending: Vec<u8>,
+/// The keys before the detach key, and whether it was typed (what follows it is dropped:
+/// it was typed after leaving).
+fn split_detach(chunk: &[u8]) -> (&[u8], bool) {
+    match chunk.iter().position(|&b| b == DETACH_KEY) {
+        Some(at) => (&chunk[..at], true),
+        None => (chunk, false),
+    }
 }
 
-impl View {
-    fn new(name: &str, cwd: String, running: bool) -> View {
-        View {
-            name: name.to_string(),
-            cwd,
-            running,
-            line: Vec::new(),
-            last_exit: None,
-            at_line_start: true,
-            colour: output::colour(true),
-            out: Box::new(std::io::stdout()),
-            pending: Vec::new(),
-        }
-    }
+/// The shell's terminal output, as it printed it (it already ends lines with `\r\n`).
+fn write_screen(bytes: &[u8]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::io("writing to the terminal", e))
+}
 
-    /// The pending type-ahead, once at the prompt (while running it stays pending).
-    fn take_pending(&mut self) -> Vec<u8> {
-        if self.running {
-            Vec::new()
-        } else {
-            std::mem::take(&mut self.pending)
-        }
-    }
+/// A message from ssh-session, on its own line of stderr: in raw mode `\n` does not
+/// return the carriage, so lines end with `\r\n`.
+fn notice(message: &str) {
+    let _ = write!(
+        std::io::stderr().lock(),
+        "{}",
+        notice_line(&output::escape_controls(message))
+    );
+}
 
-    fn write(&mut self, bytes: &[u8]) {
-        if let Some(&last) = bytes.last() {
-            self.at_line_start = last == b'\n';
-        }
-        let _ = self.out.write_all(bytes);
-        let _ = self.out.flush();
-    }
-
-    fn print(&mut self, text: &str) {
-        if !self.at_line_start && text.starts_with('\n') {
-            self.write(b"\n");
-        }
-        self.write(text.trim_start_matches('\n').as_bytes());
-    }
-
-    fn prompt(&mut self) {
-        if !self.at_line_start {
-            self.write(b"\n");
-        }
-        let status = match self.last_exit {
-            Some(code) if code != 0 => output::paint(self.colour, "31", &format!("[{code}] ")),
-            _ => String::new(),
-        };
-        let place = output::paint(self.colour, "1;34", &format!("{}:{}", self.name, self.cwd));
-        let text = format!("{status}{place}$ ");
-        self.write(text.as_bytes());
-        self.at_line_start = false;
-    }
-
-    fn output(&mut self, bytes: &[u8]) {
-        self.write(bytes);
-    }
-
-    fn finished(&mut self, exit_code: Option<i32>, cwd: String) {
-        self.running = false;
-        self.last_exit = exit_code;
-        if !cwd.is_empty() {
-            self.cwd = cwd;
-        }
-        self.prompt();
-    }
-
-    fn failed(&mut self, message: &str) {
-        self.print(&format!(
-            "\nssh-session: {}\n",
-            output::escape_controls(message)
-        ));
-        self.running = false;
-        self.prompt();
-    }
-
-    /// A message that changes nothing: a running command is still followed, and at the
-    /// prompt the line being edited is shown again below it.
-    fn notice(&mut self, message: &str) {
-        self.print(&format!(
-            "\nssh-session: {}\n",
-            output::escape_controls(message)
-        ));
-        if !self.running {
-            self.prompt();
-            let line = self.line.clone();
-            self.write(&line);
-        }
-    }
-
-    /// Handles one daemon message; returns type-ahead to replay at the prompt, or what
-    /// broke the protocol. Only `Finished` and `Error` (the command could not start, or
-    /// following it failed) leave running mode: a `Notice` (keys not delivered while the
-    /// session reconnects) does not, since the daemon still follows the command.
-    fn answer(&mut self, response: Response) -> Result<Vec<u8>, String> {
-        match response {
-            Response::Output { data } => {
-                self.output(&decode(&data)?);
-                Ok(Vec::new())
-            }
-            Response::Unconsumed { data } => {
-                self.pending.extend(decode(&data)?);
-                Ok(self.take_pending())
-            }
-            Response::Finished { exit_code, cwd } => {
-                self.finished(exit_code, cwd);
-                Ok(self.take_pending())
-            }
-            Response::Notice { message } => {
-                self.notice(&message);
-                Ok(Vec::new())
-            }
-            Response::Error { message, .. } => {
-                self.failed(&message);
-                Ok(self.take_pending())
-            }
-            other => Err(format!("unexpected answer {other:?}")),
-        }
-    }
-
-    /// Handles typed bytes: what to send to the daemon, and whether to detach.
-    fn keys(&mut self, chunk: &[u8]) -> (Vec<AttachInput>, bool) {
-        let (typed, detach) = match chunk.iter().position(|&b| b == DETACH_KEY) {
-            Some(at) => (&chunk[..at], true),
-            None => (chunk, false),
-        };
-        let mut actions = Vec::new();
-        let mut i = 0;
-        while i < typed.len() {
-            if self.running {
-                // Everything up to the detach key belongs to the running command.
-                actions.push(AttachInput::Input {
-                    data: encode(&typed[i..]),
-                });
-                break;
-            }
-            let b = typed[i];
-            i += 1;
-            match b {
-                b'\r' | b'\n' => {
-                    self.write(b"\n");
-                    let line =
-                        String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
-                    if line.trim().is_empty() {
-                        self.prompt();
-                    } else {
-                        self.running = true;
-                        actions.push(AttachInput::Run { command: line });
-                    }
-                }
-                0x7f | 0x08 => {
-                    // Remove one character (all bytes of a UTF-8 sequence); on an empty
-                    // line there is nothing to erase, and the prompt must stay intact.
-                    if self.line.is_empty() {
-                        continue;
-                    }
-                    while let Some(last) = self.line.pop() {
-                        if last & 0xc0 != 0x80 {
-                            break;
-                        }
-                    }
-                    self.write(b"\x08 \x08");
-                }
-                0x03 => {
-                    self.line.clear();
-                    self.write(b"^C\n");
-                    self.prompt();
-                }
-                0x15 => {
-                    self.line.clear();
-                    self.write(b"\r\x1b[2K");
-                    self.at_line_start = true;
-                    self.prompt();
-                }
-                0x04 if self.line.is_empty() => {
-                    self.print("\n[Ctrl-D does not end the session here; Ctrl-] detaches, `ssh-session close` ends it]\n");
-                    self.prompt();
-                }
-                0x1b => {
-                    // Skip an escape sequence (arrows, function keys): no line history here.
-                    if typed.get(i) == Some(&b'[') || typed.get(i) == Some(&b'O') {
-                        i += 1;
-                        while i < typed.len() && !typed[i].is_ascii_alphabetic() && typed[i] != b'~'
-                        {
-                            i += 1;
-                        }
-                        i += 1;
-                    }
-                }
-                b if b < 0x20 => {}
-                b => {
-                    self.line.push(b);
-                    self.write(&[b]);
-                }
-            }
-        }
-        (actions, detach)
-    }
+fn notice_line(message: &str) -> String {
+    format!("\r\n[ssh-session: {message}]\r\n")
 }
 
 /// Keystrokes from stdin, read on tokio's blocking pool.
@@ -351,9 +174,8 @@ fn window_size() -> (u16, u16) {
     }
 }
 
-/// The terminal in raw input mode (no echo, no line buffering, no signals from Ctrl-C),
-/// with output processing kept so `\n` still moves to the start of the next line.
-/// Restored on drop.
+/// The terminal in raw mode (no echo, no line buffering, no signals from Ctrl-C, no
+/// output processing): the remote shell's terminal does all of that. Restored on drop.
 struct RawMode {
     saved: libc::termios,
 }
@@ -372,7 +194,6 @@ impl RawMode {
             }
             let mut raw = saved;
             libc::cfmakeraw(&mut raw);
-            raw.c_oflag |= libc::OPOST | libc::ONLCR;
             if libc::tcsetattr(fd, libc::TCSANOW, &raw) != 0 {
                 return Err(CliError::io(
                     "setting the terminal to raw mode",
@@ -397,154 +218,18 @@ impl Drop for RawMode {
 mod tests {
     use super::*;
 
-    fn view(running: bool) -> View {
-        let mut v = View::new("t", "/".into(), running);
-        v.colour = false;
-        v.out = Box::new(std::io::sink());
-        v
-    }
-
-    /// What a view writes to the screen, shared with the test.
-    #[derive(Clone, Default)]
-    struct Screen(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
-
-    impl Write for Screen {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.borrow_mut().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Screen {
-        fn take(&self) -> String {
-            String::from_utf8(std::mem::take(&mut *self.0.borrow_mut())).unwrap()
-        }
-    }
-
-    fn watched(running: bool) -> (View, Screen) {
-        let mut v = view(running);
-        let screen = Screen::default();
-        v.out = Box::new(screen.clone());
-        (v, screen)
+    #[test]
+    fn keys_after_the_detach_key_are_not_sent() {
+        assert_eq!(split_detach(b"ls\r"), (&b"ls\r"[..], false));
+        assert_eq!(split_detach(b"ab\x1dcd"), (&b"ab"[..], true));
+        assert_eq!(split_detach(b"\x1d"), (&b""[..], true));
+        // Everything else is the shell's: Ctrl-C, Ctrl-D, Tab, arrows, Ctrl-R.
+        let all: Vec<u8> = (0u8..=255).filter(|&b| b != DETACH_KEY).collect();
+        assert_eq!(split_detach(&all), (&all[..], false));
     }
 
     #[test]
-    fn backspace_on_an_empty_line_leaves_the_prompt_alone() {
-        let (mut v, screen) = watched(false);
-        v.prompt();
-        assert_eq!(screen.take(), "t:/$ ");
-        let (actions, _) = v.keys(b"\x7f\x08\x7f");
-        assert!(actions.is_empty());
-        assert_eq!(screen.take(), "", "nothing may be erased");
-        // One erase per typed character, multi-byte ones included, and no more.
-        v.keys("aé".as_bytes());
-        screen.take();
-        v.keys(b"\x7f\x7f\x7f");
-        assert_eq!(screen.take(), "\x08 \x08\x08 \x08");
-        assert!(v.line.is_empty());
-    }
-
-    #[test]
-    fn only_finished_or_an_error_leave_running_mode() {
-        let (mut v, screen) = watched(true);
-        // Keys not delivered (the session reconnects): shown, and keys still go to the
-        // command, which the daemon still follows.
-        let notice = Response::Notice {
-            message: "keys not delivered: reconnecting".into(),
-        };
-        assert_eq!(v.answer(notice), Ok(Vec::new()));
-        assert!(v.running);
-        assert!(screen.take().contains("keys not delivered"));
-        let (actions, _) = v.keys(b"y\r");
-        assert_eq!(
-            actions,
-            [AttachInput::Input {
-                data: encode(b"y\r")
-            }]
-        );
-        let finished = Response::Finished {
-            exit_code: Some(0),
-            cwd: "/tmp".into(),
-        };
-        v.answer(finished).unwrap();
-        assert!(!v.running);
-        assert!(screen.take().ends_with("t:/tmp$ "));
-        // A command that cannot start (or whose following fails) returns to the prompt.
-        v.keys(b"ls\r");
-        assert!(v.running);
-        let failed = Response::Error {
-            error: crate::protocol::ErrorKind::Disconnected,
-            message: "session t is disconnected".into(),
-        };
-        v.answer(failed).unwrap();
-        assert!(!v.running);
-    }
-
-    #[test]
-    fn a_notice_at_the_prompt_redraws_the_line() {
-        let (mut v, screen) = watched(false);
-        v.prompt();
-        v.keys(b"ech");
-        screen.take();
-        let notice = Response::Notice {
-            message: "hm".into(),
-        };
-        v.answer(notice).unwrap();
-        assert_eq!(screen.take(), "\nssh-session: hm\nt:/$ ech");
-    }
-
-    #[test]
-    fn enter_runs_the_edited_line() {
-        let mut v = view(false);
-        let (actions, detach) = v.keys(b"echo hix\x7f\r");
-        assert!(!detach);
-        assert_eq!(
-            actions,
-            [AttachInput::Run {
-                command: "echo hi".into()
-            }]
-        );
-        assert!(v.running);
-    }
-
-    #[test]
-    fn keys_go_to_a_running_command_until_the_detach_key() {
-        let mut v = view(true);
-        let (actions, detach) = v.keys(b"abc\x03\x1dignored");
-        assert!(detach);
-        assert_eq!(
-            actions,
-            [AttachInput::Input {
-                data: encode(b"abc\x03")
-            }]
-        );
-    }
-
-    #[test]
-    fn typing_after_enter_in_one_chunk_goes_to_the_command() {
-        let mut v = view(false);
-        let (actions, _) = v.keys(b"cat\rhello\r");
-        assert_eq!(
-            actions,
-            [
-                AttachInput::Run {
-                    command: "cat".into()
-                },
-                AttachInput::Input {
-                    data: encode(b"hello\r")
-                }
-            ]
-        );
-    }
-
-    #[test]
-    fn arrows_and_blank_lines_run_nothing() {
-        let mut v = view(false);
-        let (actions, _) = v.keys(b"\x1b[A\x1b[D  \r");
-        assert!(actions.is_empty());
-        assert!(!v.running);
+    fn a_notice_has_lines_of_its_own_in_raw_mode() {
+        assert_eq!(notice_line("hi"), "\r\n[ssh-session: hi]\r\n");
     }
 }

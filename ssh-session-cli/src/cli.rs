@@ -140,8 +140,9 @@ pub(crate) enum Command {
         #[arg(long, default_value = "INT", value_parser = parse_interrupt)]
         signal: Interrupt,
     },
-    /// Interactive terminal on the session, like `tmux attach`. Ctrl-] detaches and leaves
-    /// the session (and any running command) going.
+    /// The session's own shell in this terminal, like `tmux attach`: its line editor,
+    /// completion and history; every command you run is recorded in `history`. Ctrl-]
+    /// detaches and leaves the session (and any running command) going.
     Attach {
         /// The session.
         name: String,
@@ -161,7 +162,8 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Shows the commands a session ran.
+    /// Shows the commands a session ran: who ran each (a program, or a person at `attach`),
+    /// its exit code, how long it took and the directory it left the shell in.
     History {
         /// The session.
         name: String,

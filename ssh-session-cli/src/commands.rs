@@ -227,11 +227,16 @@ async fn exec(
             name: name.to_string(),
             command: command.to_string(),
             timeout_ms: millis(timeout),
+            source: Some(exec_source()),
         })
         .await?;
     let mut printed = false;
     loop {
         match client.recv().await? {
+            // What a person ran at the session's terminal since this terminal's last exec.
+            Response::Notice { message } => {
+                eprintln!("ssh-session: note: {}", output::escape_controls(&message));
+            }
             Response::Output { data } => {
                 write_out(&decode(&data).map_err(|e| client.protocol(e))?)?;
                 printed = true;
@@ -256,6 +261,33 @@ async fn exec(
             other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
         }
     }
+}
+
+/// The source `exec` records: `cli:` and the terminal it runs in, so that what a person
+/// ran at an attached terminal is reported once to each terminal that runs commands;
+/// `cli` without one (scripts, cron).
+fn exec_source() -> String {
+    use std::os::fd::AsRawFd;
+    [
+        std::io::stdin().as_raw_fd(),
+        std::io::stdout().as_raw_fd(),
+        std::io::stderr().as_raw_fd(),
+    ]
+    .into_iter()
+    .find_map(tty_name)
+    .map_or_else(|| "cli".to_string(), |tty| format!("cli:{tty}"))
+}
+
+/// The name of the terminal on `fd`, if it is one.
+fn tty_name(fd: std::os::fd::RawFd) -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: ttyname_r writes at most `buf.len()` bytes, NUL-terminated, into our buffer.
+    let rc = unsafe { libc::ttyname_r(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
 }
 
 /// Prints a result's (unstreamed) output and notices; the exit code follows its state.

@@ -173,12 +173,18 @@ pub(crate) fn history_table(entries: &[HistoryView]) -> String {
                     .map(|d| human(Duration::from_millis(d)))
                     .unwrap_or_else(|| "running".into()),
                 ago(h.started_ms),
-                h.source.clone(),
-                h.command.replace('\n', "⏎"),
+                escape_controls(&h.source).into_owned(),
+                h.cwd
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |c| escape_controls(c).into_owned()),
+                escape_controls(&h.command.replace('\n', "⏎")).into_owned(),
             ]
         })
         .collect();
-    table(&["#", "EXIT", "TOOK", "STARTED", "FROM", "COMMAND"], &rows)
+    table(
+        &["#", "EXIT", "TOOK", "STARTED", "FROM", "CWD", "COMMAND"],
+        &rows,
+    )
 }
 
 /// The `hosts` table.

@@ -22,7 +22,7 @@ use ssh_session_core::{
 
 /// Bumped whenever a message changes shape: a client and a daemon that disagree on it
 /// refuse to talk.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// This crate's version, carried in the hello so a mismatch can be named.
 pub(crate) const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -103,7 +103,8 @@ pub(crate) enum Request {
         /// Where and how.
         spec: ConnectSpec,
     },
-    /// Runs a command. Answers: `Output`* then `Result` (running if the timeout expired).
+    /// Runs a command. Answers: `Notice`* (what people ran at the terminal since this
+    /// source's last command), `Output`*, then `Result` (running if the timeout expired).
     Exec {
         /// The session.
         name: String,
@@ -111,6 +112,11 @@ pub(crate) enum Request {
         command: String,
         /// Give up waiting after this long (the command keeps running).
         timeout_ms: u64,
+        /// Who runs it (`cli:/dev/pts/3`: the client's terminal), recorded in history;
+        /// commands a person ran at an attached terminal since this source's last
+        /// command are reported to it. Default `cli`.
+        #[serde(default)]
+        source: Option<String>,
     },
     /// Output of the running or last command. Answer: `Result`, or `Screen`.
     Read {
@@ -136,8 +142,9 @@ pub(crate) enum Request {
         #[serde(with = "interrupt_name")]
         signal: Interrupt,
     },
-    /// Takes over the connection for an interactive terminal. Answer: `Attached`, then a
-    /// stream of `Output` / `Finished` / `Error` driven by [`AttachInput`]s.
+    /// Takes over the connection for the session's terminal. Answer: `Attached`, then a
+    /// stream of `Output` (the screen first) and `Notice`, ended by `Ended`; the client
+    /// sends [`AttachInput`]s meanwhile.
     Attach {
         /// The session.
         name: String,
@@ -190,12 +197,8 @@ pub(crate) mod interrupt_name {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum AttachInput {
-    /// Runs a command line typed at the attach prompt.
-    Run {
-        /// The line.
-        command: String,
-    },
-    /// Keystrokes for the running command (base64).
+    /// Keystrokes for the terminal, exactly as typed (base64): the shell's line editor
+    /// or whatever runs in the foreground gets them.
     Input {
         /// The bytes, base64.
         data: String,
@@ -272,32 +275,26 @@ pub(crate) enum Response {
         /// Oldest first.
         entries: Vec<HistoryView>,
     },
-    /// Attached: whether a command is running, and where the shell is.
+    /// Attached to the session's terminal.
     Attached {
-        /// The running command, if any: keystrokes go to it.
+        /// The command running now, if any (a program's or a person's).
         running: Option<String>,
         /// The shell's working directory.
         cwd: String,
+        /// Whether the commands a person runs are recorded (bash, zsh; not dash).
+        tracked: bool,
     },
-    /// Keystrokes sent as `Input` that no command took because it had just ended; the
-    /// client types them at its prompt instead, so type-ahead is never lost.
-    Unconsumed {
-        /// The bytes, base64.
-        data: String,
-    },
-    /// Something for an attached client to show that changes nothing: keystrokes that
-    /// could not be delivered (the session is reconnecting...). The command, if one runs,
-    /// is still followed; only `Finished` or `Error` end that.
+    /// Something for an attached client to show apart from the terminal's output: what
+    /// a program runs, steps taken to stop a command, a lost connection, keys that could
+    /// not be delivered. Nothing ends with it.
     Notice {
         /// The message.
         message: String,
     },
-    /// An attached command ended.
-    Finished {
-        /// Its exit code, if it has one.
-        exit_code: Option<i32>,
-        /// The shell's working directory now.
-        cwd: String,
+    /// The attached terminal is gone (the shell exited, the session was closed).
+    Ended {
+        /// Why, as a sentence.
+        reason: String,
     },
     /// The request failed.
     Error {
@@ -422,6 +419,9 @@ pub(crate) struct HistoryView {
     pub duration_ms: Option<u64>,
     /// Who issued it (`cli`, `attach`, `api`...).
     pub source: String,
+    /// The working directory it left the shell in, when known.
+    #[serde(default)]
+    pub cwd: Option<String>,
 }
 
 impl From<&HistoryEntry> for HistoryView {
@@ -432,6 +432,7 @@ impl From<&HistoryEntry> for HistoryView {
             started_ms: unix_ms(h.started_at),
             duration_ms: h.duration.map(millis),
             source: h.source.clone(),
+            cwd: h.cwd.clone(),
         }
     }
 }
@@ -539,6 +540,7 @@ mod tests {
                 name: "web".into(),
                 command: "printf 'a\\nb'\n".into(),
                 timeout_ms: 5,
+                source: Some("cli:/dev/pts/3".into()),
             },
             Request::Interrupt {
                 name: "web".into(),

@@ -1,5 +1,5 @@
 //! End-to-end: the daemon's life cycle (auto-start, idle exit, crash recovery), its
-//! socket's protection, and `attach` through a real PTY.
+//! socket's protection (`attach` is tests/attach.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is its failure report
 
 mod common;
@@ -14,7 +14,6 @@ use common::{alive, kill9, mode, text, wait_until, Env};
 mod restart;
 #[path = "daemon/socket_path.rs"]
 mod socket_path;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[test]
 fn daemon_starts_on_first_use_and_exits_when_idle() {
@@ -159,68 +158,4 @@ fn connect_as_nobody(socket: &std::path::Path) -> Result<String, i32> {
             Err(code)
         }
     }
-}
-
-/// Reads from the PTY until `needle` appears (bounded), returning everything read.
-async fn read_until(pty: &mut pty_process::Pty, seen: &mut String, needle: &str) {
-    let mut buf = [0u8; 4096];
-    let found = tokio::time::timeout(common::LIMIT, async {
-        while !seen.contains(needle) {
-            let n = pty.read(&mut buf).await.expect("read the attach terminal");
-            assert!(n > 0, "attach closed its terminal; so far: {seen:?}");
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    })
-    .await;
-    assert!(
-        found.is_ok(),
-        "never saw {needle:?}; the terminal showed: {seen:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn attach_runs_commands_forwards_keys_and_detaches() {
-    let env = Env::new();
-    env.connect("tty");
-    env.ok(&["exec", "tty", "--", "cd", "/tmp"]);
-    let (mut pty, pts) = pty_process::open().unwrap();
-    pty.resize(pty_process::Size::new(30, 100)).unwrap();
-    let mut cmd = pty_process::Command::new(common::bin()).args(["attach", "tty"]);
-    for (k, v) in env.vars() {
-        cmd = match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let mut child = cmd.kill_on_drop(true).spawn(pts).unwrap();
-    let mut seen = String::new();
-    // The prompt shows the session's cwd: the attach is in the same shell as exec.
-    read_until(&mut pty, &mut seen, "tty:/tmp$ ").await;
-    // The echo of the typed line contains "$((40+2))", never "hi-42": only real output does.
-    pty.write_all(b"echo hi-$((40+2))-there\r").await.unwrap();
-    read_until(&mut pty, &mut seen, "hi-42-there\r\ntty:/tmp$ ").await;
-    // Keys typed while a command runs go to it (these are typed ahead, before `read`
-    // even starts: the terminal keeps them for it).
-    pty.write_all(b"read line; echo got-$line\r").await.unwrap();
-    pty.write_all(b"typed\r").await.unwrap();
-    read_until(&mut pty, &mut seen, "got-typed").await;
-    read_until(&mut pty, &mut seen, "got-typed\r\ntty:/tmp$ ").await;
-    pty.write_all(b"cd /\r").await.unwrap();
-    read_until(&mut pty, &mut seen, "tty:/$ ").await;
-    pty.write_all(&[0x1d]).await.unwrap();
-    read_until(&mut pty, &mut seen, "detached").await;
-    let status = tokio::time::timeout(common::LIMIT, child.wait())
-        .await
-        .expect("attach exits after the detach key")
-        .unwrap();
-    assert!(status.success(), "{status}; terminal: {seen:?}");
-    // The session lives on, with the state the attach gave it.
-    assert_eq!(env.ok(&["exec", "tty", "--", "pwd"]), "/\n");
-    let history: serde_json::Value =
-        serde_json::from_str(&env.ok(&["history", "tty", "--json"])).unwrap();
-    assert!(history
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|h| h["source"] == "attach"));
 }

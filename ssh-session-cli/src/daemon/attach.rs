@@ -1,26 +1,15 @@
-//! The daemon's side of `attach`: command lines typed at the client's prompt run in the
-//! session's shell, keystrokes go to the running command's terminal, and output streams
-//! back live, until the client detaches. Detaching never stops anything.
+//! The daemon's side of `attach`: the client becomes a person at the session's terminal
+//! ([`ShellSession::attach`]). Their keystrokes go to the terminal as typed, everything
+//! the terminal prints goes back byte for byte, and core's notices (what a program runs,
+//! steps taken to stop a command, a lost link) go as `Notice`s, until the client detaches
+//! or hangs up. Detaching never stops anything.
 
-use std::time::Duration;
-
-use ssh_session_core::{ExecOptions, ExecResult, ReadOptions, Session, ShellSession};
+use ssh_session_core::{AttachOptions, Attachment, Session, ShellSession, TerminalEvent};
 
 use super::handler::{LineReader, Writer};
-use crate::error::classify;
 use crate::protocol::{decode, encode, AttachInput, Response};
 
-/// How long a command typed at the prompt may wait for a reconnecting session.
-const START_WAIT: Duration = Duration::from_secs(30);
-
-/// What following produced.
-enum Event {
-    Output(Vec<u8>),
-    Finished(ExecResult),
-    Failed(ssh_session_core::Error),
-}
-
-/// Serves an attached client until it detaches or hangs up.
+/// Serves an attached client until it detaches or hangs up, or the terminal ends.
 pub(super) async fn run(
     session: ShellSession,
     mut lines: LineReader,
@@ -28,135 +17,79 @@ pub(super) async fn run(
     cols: u16,
     rows: u16,
 ) -> std::io::Result<()> {
-    if let Err(e) = session.resize(cols, rows).await {
-        tracing::debug!("attach: resize failed: {e}");
-    }
+    let mut terminal = match session
+        .attach(AttachOptions::new("attach", cols, rows))
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return w.error(&e).await,
+    };
     let info = session.info();
-    // Whether a command runs, whose output is followed with `read_output` (returning as
-    // soon as output arrives): one started here, or one already running (an `exec` that
-    // timed out).
-    let mut following = info.running.is_some();
     w.send(&Response::Attached {
         running: info.running.clone(),
         cwd: info.cwd.clone(),
+        tracked: terminal.tracked(),
     })
     .await?;
     loop {
         tokio::select! {
             line = lines.next_line() => {
+                // A hang-up detaches (dropping the attachment), like Ctrl-].
                 let Some(line) = line? else { return Ok(()) };
-                let input: AttachInput = match serde_json::from_str(&line) {
-                    Ok(i) => i,
+                match serde_json::from_str::<AttachInput>(&line) {
+                    Ok(AttachInput::Detach) => return Ok(()),
+                    Ok(input) => handle(&terminal, input, &mut w).await?,
                     Err(e) => {
-                        // Ignored: whatever runs is still followed.
                         w.send(&Response::Notice {
-                            message: format!("malformed attach message ignored: {e}"),
+                            message: format!("a malformed attach message was ignored: {e}"),
                         })
-                        .await?;
-                        continue;
+                        .await?
                     }
-                };
-                match input {
-                    AttachInput::Run { command } => {
-                        let started = async {
-                            // Typed at once, then followed below: a (re)connecting session is
-                            // waited for first, so the zero timeout does not refuse it.
-                            session.wait_ready(START_WAIT).await?;
-                            let options = ExecOptions {
-                                timeout: Some(Duration::ZERO),
-                                source: Some("attach".into()),
-                                ..Default::default()
-                            };
-                            session.exec(&command, options).await
-                        };
-                        match started.await {
-                            Ok(first) => {
-                                if !first.output.is_empty() {
-                                    w.send(&Response::Output { data: encode(&first.output) }).await?;
-                                }
-                                if first.is_running() {
-                                    following = true;
-                                } else {
-                                    send_finished(&mut w, &first).await?;
-                                }
-                            }
-                            Err(e) => w.error(&e).await?,
-                        }
-                    }
-                    AttachInput::Input { data } => {
-                        let sent = match decode(&data) {
-                            Ok(bytes) => session.send_input(&bytes).await,
-                            Err(detail) => Err(ssh_session_core::Error::InvalidCommand {
-                                session: session.name().to_string(),
-                                reason: detail,
-                            }),
-                        };
-                        match sent {
-                            Ok(()) => {}
-                            // Typed just as the command ended: back to the client's prompt.
-                            Err(ssh_session_core::Error::NotRunning { .. }) => {
-                                w.send(&Response::Unconsumed { data }).await?;
-                            }
-                            // Not delivered (reconnecting...): say so, but the command is
-                            // still followed; only its end or a failed poll ends that.
-                            Err(e) => {
-                                w.send(&Response::Notice {
-                                    message: format!("keys not delivered: {e}"),
-                                })
-                                .await?
-                            }
-                        }
-                    }
-                    AttachInput::Resize { cols, rows } => {
-                        if let Err(e) = session.resize(cols, rows).await {
-                            tracing::debug!("attach: resize failed: {e}");
-                        }
-                    }
-                    AttachInput::Detach => return Ok(()),
                 }
             }
-            event = poll(&session), if following => match event {
-                Event::Output(bytes) => {
-                    if !bytes.is_empty() {
-                        w.send(&Response::Output { data: encode(&bytes) }).await?;
-                    }
+            event = terminal.next() => match event {
+                Some(TerminalEvent::Output(bytes)) => {
+                    w.send(&Response::Output { data: encode(&bytes) }).await?;
                 }
-                Event::Finished(r) => {
-                    following = false;
-                    send_finished(&mut w, &r).await?;
+                Some(TerminalEvent::Notice(message)) => {
+                    w.send(&Response::Notice { message }).await?;
                 }
-                Event::Failed(e) => {
-                    following = false;
-                    w.send(&Response::Error {
-                        error: classify(&e),
-                        message: e.to_string(),
-                    })
-                    .await?;
+                Some(TerminalEvent::Ended(reason)) => {
+                    return w.send(&Response::Ended { reason }).await;
+                }
+                Some(_) => {}
+                None => {
+                    return w
+                        .send(&Response::Ended {
+                            reason: format!("session {} ended", session.name()),
+                        })
+                        .await;
                 }
             },
         }
     }
 }
 
-async fn poll(session: &ShellSession) -> Event {
-    let options = ReadOptions {
-        wait: Duration::from_secs(60),
-        return_on_output: true,
+/// Applies one message from the client; what fails is told to it and changes nothing.
+async fn handle(terminal: &Attachment, input: AttachInput, w: &mut Writer) -> std::io::Result<()> {
+    let failed = match input {
+        AttachInput::Input { data } => match decode(&data) {
+            Ok(bytes) => terminal
+                .send(&bytes)
+                .await
+                .err()
+                .map(|e| format!("keys not delivered: {e}")),
+            Err(detail) => Some(format!("keys not delivered: {detail}")),
+        },
+        AttachInput::Resize { cols, rows } => terminal
+            .resize(cols, rows)
+            .await
+            .err()
+            .map(|e| format!("the terminal was not resized: {e}")),
+        AttachInput::Detach => None,
     };
-    match session.read_output(options).await {
-        Ok(r) if r.is_running() => Event::Output(r.output),
-        Ok(r) if r.output.is_empty() => Event::Finished(r),
-        // Output and the end arrived together: show the output now; the next poll reports
-        // the end (reading again after the end returns it with no new output).
-        Ok(r) => Event::Output(r.output),
-        Err(e) => Event::Failed(e),
+    match failed {
+        Some(message) => w.send(&Response::Notice { message }).await,
+        None => Ok(()),
     }
-}
-
-async fn send_finished(w: &mut Writer, r: &ExecResult) -> std::io::Result<()> {
-    w.send(&Response::Finished {
-        exit_code: r.exit_code,
-        cwd: r.cwd.clone(),
-    })
-    .await
 }

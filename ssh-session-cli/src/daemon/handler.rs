@@ -157,13 +157,18 @@ async fn handle(
             name,
             command,
             timeout_ms,
+            source,
         } => {
             let session = match manager.get(&name) {
                 Ok(s) => s,
                 Err(e) => return w.error(&e).await,
             };
-            let timeout = Duration::from_millis(timeout_ms);
-            return exec(&session, &command, timeout, lines, w).await;
+            let options = ExecOptions {
+                timeout: Some(Duration::from_millis(timeout_ms)),
+                source: Some(source.unwrap_or_else(|| "cli".into())),
+                ..Default::default()
+            };
+            return exec(&session, &command, options, lines, w).await;
         }
         Request::Read {
             name,
@@ -282,25 +287,28 @@ async fn connect(
     Ok(SessionView::from(&session.info()))
 }
 
-/// Runs a command and streams its output to the client until it ends or `timeout`
+/// Runs a command and streams its output to the client until it ends or its timeout
 /// expires; the command then keeps running and `read` continues exactly where the client
-/// stopped seeing output.
+/// stopped seeing output. Notices known when it starts (what a person ran at the terminal
+/// since this source's last command) go first, so they are read before its output.
 async fn exec(
     session: &ShellSession,
     command: &str,
-    timeout: Duration,
+    options: ExecOptions,
     lines: &mut LineReader,
     w: &mut Writer,
 ) -> std::io::Result<()> {
-    let options = ExecOptions {
-        timeout: Some(timeout),
-        source: Some("cli".into()),
-        ..Default::default()
-    };
     let mut follow = match session.follow(command, options).await {
         Ok(follow) => follow,
         Err(e) => return w.error(&e).await,
     };
+    let told = follow.notices().len();
+    for notice in follow.notices() {
+        w.send(&Response::Notice {
+            message: notice.to_string(),
+        })
+        .await?;
+    }
     loop {
         let next = tokio::select! {
             next = follow.next(None) => next,
@@ -319,8 +327,9 @@ async fn exec(
             Err(e) => return w.error(&e).await,
         }
     }
-    // Every byte was streamed: the result carries none.
-    let result = follow.into_result();
+    // Every byte was streamed: the result carries none, nor the notices sent first.
+    let mut result = follow.into_result();
+    result.notices.drain(..told.min(result.notices.len()));
     w.send(&Response::Result(ResultView::of(&result, &[])))
         .await
 }

@@ -142,6 +142,12 @@ impl Follow {
         self.last = step;
     }
 
+    /// The notices so far (what people ran at the terminal before it, a restarted
+    /// shell...): a front end can show them before the output. The result repeats them.
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
+    }
+
     /// How long the command has run.
     pub fn elapsed(&self) -> Duration {
         self.last.duration
