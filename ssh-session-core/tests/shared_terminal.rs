@@ -336,6 +336,38 @@ conformance! {
     }
 }
 
+conformance! {
+    async fn a_program_racing_a_persons_enter_never_types_into_their_command() {
+        let (manager, s) = session("race").await;
+        let a = attach(&s).await;
+        for round in 1..=5 {
+            a.send(b"read -r line\r").await.unwrap();
+            // At once: the shell may not even have echoed the line yet. Typed then, the
+            // program's command would land in the person's command (measured with a
+            // sleep: it did, and got sleep's exit code as its own).
+            match s.exec("echo program", quick()).await {
+                Err(Error::HumanBusy { .. }) => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+            // Their command ends with their answer (a Ctrl-C could land in the instant
+            // before the shell hands the terminal to it, and be lost, as for anyone).
+            started(&s, round).await;
+            a.send(b"answer\r").await.unwrap();
+            people(&s, round).await;
+            a.wait_prompt(PROMPT_WAIT).await.unwrap();
+        }
+        let h = people(&s, 5).await;
+        assert!(
+            h.iter()
+                .all(|e| e.command == "read -r line" && e.exit_code == Some(0)),
+            "{h:?}"
+        );
+        assert!(!s.history().iter().any(|e| e.command == "echo program"));
+        drop(a);
+        manager.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dash_says_it_cannot_track_and_programs_wait() {
     let on = open("/bin/dash").await;

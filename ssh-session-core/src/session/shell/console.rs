@@ -27,6 +27,12 @@ pub(super) struct Console {
     prompt: Option<(u16, u16)>,
     /// Keys arrived since the prompt was printed.
     typed: bool,
+    /// Keys were sent at the prompt and the shell printed nothing since: their echo is on
+    /// its way, so the line on the screen is not yet what the shell holds.
+    unechoed: bool,
+    /// A line end was typed at the prompt: the shell is taking in a line a person
+    /// entered (their command starts, or a new or continuation prompt follows).
+    entered: bool,
     /// Between a command line's start mark and its end mark: its output is the command's.
     output_open: bool,
     /// The running command is a person's (its id).
@@ -61,6 +67,8 @@ impl Console {
     pub(super) fn new_shell(&mut self) {
         self.prompt = None;
         self.typed = false;
+        self.unechoed = false;
+        self.entered = false;
         self.output_open = false;
         self.human = None;
     }
@@ -69,6 +77,8 @@ impl Console {
     pub(super) fn prompt_shown(&mut self, at: (u16, u16)) {
         self.prompt = Some(at);
         self.typed = false;
+        self.unechoed = false;
+        self.entered = false;
         self.output_open = false;
     }
 
@@ -87,9 +97,26 @@ impl Console {
         self.typed
     }
 
+    /// Whether keys sent at the prompt have not been echoed yet.
+    pub(super) fn unechoed(&self) -> bool {
+        self.unechoed
+    }
+
+    /// Whether a person pressed Enter at the prompt and the shell has not yet said what
+    /// came of it.
+    pub(super) fn entered(&self) -> bool {
+        self.entered
+    }
+
+    /// The shell's terminal printed something (the echo of keys typed, among others).
+    pub(super) fn output_seen(&mut self) {
+        self.unechoed = false;
+    }
+
     /// A command line started: output is a command's until it ends.
     pub(super) fn line_started(&mut self) {
         self.prompt = None;
+        self.entered = false;
         self.output_open = true;
     }
 
@@ -104,12 +131,14 @@ impl Console {
     }
 
     /// Keys from terminal `source` go to the shell now.
-    pub(super) fn keys_sent(&mut self, source: &str) {
+    pub(super) fn keys_sent(&mut self, source: &str, keys: &[u8]) {
         if self.typist != source {
             self.typist = source.to_string();
         }
-        if self.prompt.is_some() {
+        if self.prompt.is_some() && !keys.is_empty() {
             self.typed = true;
+            self.unechoed = true;
+            self.entered |= keys.iter().any(|&b| b == b'\r' || b == b'\n');
         }
     }
 
@@ -224,13 +253,21 @@ mod tests {
     #[test]
     fn typing_counts_only_at_a_prompt() {
         let mut c = Console::default();
-        c.keys_sent("attach");
+        c.keys_sent("attach", b"y");
         assert!(!c.typed(), "keys for a running command are not a line");
+        assert!(!c.unechoed() && !c.entered());
         c.prompt_shown((3, 10));
-        c.keys_sent("browser");
+        c.keys_sent("browser", b"ls");
         assert!(c.typed());
         assert_eq!(c.typist(), "browser");
+        // Until the shell prints something, the screen does not show those keys yet.
+        assert!(c.unechoed() && !c.entered());
+        c.output_seen();
+        assert!(!c.unechoed());
+        c.keys_sent("browser", b"\r");
+        assert!(c.entered(), "Enter: the shell takes the line in");
         c.line_started();
+        assert!(!c.entered());
         assert_eq!(c.prompt(), None);
         assert!(c.output_open());
         c.prompt_shown((4, 10));

@@ -357,6 +357,7 @@ impl Machine {
             }
             _ => return fx,
         }
+        self.console.output_seen();
         for event in events {
             self.apply(event, &mut fx);
         }

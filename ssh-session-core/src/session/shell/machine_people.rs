@@ -97,7 +97,7 @@ impl Machine {
             }
         };
         match self.mode {
-            Mode::Interactive => self.console.keys_sent(source),
+            Mode::Interactive => self.console.keys_sent(source, keys),
             Mode::Agent if self.is_running() => self.typed_extra = true,
             Mode::Agent | Mode::Entering | Mode::Leaving => {
                 if !self.console.hold(source, keys) {
@@ -131,8 +131,17 @@ impl Machine {
             // Between a line's end and the next prompt: in a moment.
             return Err(Refusal::Wait);
         };
+        // A person's keys still on their way back (the echo), or their Enter not yet
+        // answered by a start mark or a prompt: typing now could land in their line or in
+        // the command it starts. Their shell's next output decides, in a moment.
+        if self.console.unechoed() {
+            return Err(Refusal::Wait);
+        }
         if self.console.typed() {
             let line = self.terminal.text_after(at);
+            if line.is_empty() && self.console.entered() {
+                return Err(Refusal::Wait);
+            }
             if !line.is_empty() {
                 return Err(Refusal::Fail(Error::HumanBusy {
                     session: self.name.clone(),
