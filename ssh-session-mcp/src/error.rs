@@ -3,6 +3,10 @@
 
 use std::net::SocketAddr;
 
+use rmcp::handler::server::tool::IntoCallToolResult;
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
+use rmcp::ErrorData;
+
 /// Everything that can fail in the MCP server.
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {
@@ -38,6 +42,27 @@ pub enum McpError {
         command: String,
         /// How long it has run.
         seconds: f64,
+    },
+    /// A person at the session's terminal is running a command or typing one.
+    #[error("session {session:?} is busy: a person at its terminal ({terminal}) {what}. Their command is theirs: it is never interrupted or typed into for you. Try again once it has ended (ssh_session_status shows what runs), or ask them")]
+    HumanBusy {
+        /// The session.
+        session: String,
+        /// Where they are ("attach", "browser").
+        terminal: String,
+        /// "is running `make` (for 3.0 s)" or "is typing a command (`ls -` so far)".
+        what: String,
+    },
+    /// Not run, once: a person ran commands at the session's terminal since this
+    /// server's previous command there. The error's structured content lists them.
+    #[error("session {session:?}: not run, because a person ran {} command(s) at its terminal since your last command: {}. The shell is now in {cwd:?}. Check that what you assumed (cwd, files, running jobs) still holds, then call ssh_exec again: it will run", .commands.len(), listed(.commands))]
+    HumanActivity {
+        /// The session.
+        session: String,
+        /// What they ran, oldest first.
+        commands: Vec<ssh_session_core::HumanCommand>,
+        /// The working directory now.
+        cwd: String,
     },
     /// Input or an interrupt with no command running.
     #[error("session {session:?} has no running command; use ssh_exec to run one")]
@@ -78,4 +103,43 @@ impl From<McpError> for String {
     fn from(e: McpError) -> String {
         e.to_string()
     }
+}
+
+/// A tool error: its text says what failed and what to do. A refusal for human activity
+/// also carries `{error, message, session, cwd, human_commands}` as structured content, so
+/// an agent can read what the person did without parsing the sentence.
+impl IntoCallToolResult for McpError {
+    fn into_call_tool_result(self) -> std::result::Result<CallToolResponse, ErrorData> {
+        let message = self.to_string();
+        let result = match self {
+            McpError::HumanActivity {
+                session,
+                commands,
+                cwd,
+            } => CallToolResult::structured_error(serde_json::json!({
+                "error": "human_activity",
+                "message": message,
+                "session": session,
+                "cwd": cwd,
+                "human_commands": commands
+                    .iter()
+                    .map(crate::tools::results::HumanCommandItem::from)
+                    .collect::<Vec<_>>(),
+            })),
+            _ => CallToolResult::error(vec![ContentBlock::text(message)]),
+        };
+        Ok(result.into())
+    }
+}
+
+/// `make` (exit 2, in "/src"); `cd /tmp` (exit 0, in "/tmp")
+fn listed(commands: &[ssh_session_core::HumanCommand]) -> String {
+    commands
+        .iter()
+        .map(|c| {
+            let code = c.exit_code.map_or("?".to_string(), |c| c.to_string());
+            format!("`{}` (exit {code}, in {:?})", c.command, c.cwd)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -119,6 +119,11 @@ fn policy_hosts_read_only_deny_and_disabled_tools() {
 }
 
 #[test]
+fn cancel_escalates_and_reports_its_steps() {
+    scenario("cancel", Sshd::shared());
+}
+
+#[test]
 fn streamable_http_with_a_required_token() {
     scenario("http", Sshd::shared());
 }

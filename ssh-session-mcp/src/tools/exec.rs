@@ -50,11 +50,15 @@ impl SshSessionServer {
             });
         }
         let timeout = Duration::from_millis(timeout_ms);
+        // By default an agent learns what a person did at the session's terminal before
+        // it acts.
+        let human_activity = args
+            .human_activity
+            .map_or(ssh_session_core::HumanActivity::RefuseOnce, Into::into);
         let options = |timeout| ExecOptions {
             timeout: Some(timeout),
             source: Some(SOURCE.into()),
-            // An agent learns what a person did at the session's terminal before it acts.
-            human_activity: ssh_session_core::HumanActivity::RefuseOnce,
+            human_activity,
         };
         let render_opts = self.render_options(args.raw, args.max_output_chars);
         let Some((peer, token)) = progress else {

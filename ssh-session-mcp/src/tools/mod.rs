@@ -31,6 +31,7 @@ pub const TOOL_NAMES: &[&str] = &[
     "ssh_read_output",
     "ssh_send_input",
     "ssh_interrupt",
+    "ssh_cancel",
     "ssh_disconnect",
     "ssh_list_sessions",
     "ssh_list_hosts",
@@ -207,9 +208,41 @@ impl SshSessionServer {
         Parameters(args): Parameters<ExecArgs>,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
-    ) -> std::result::Result<Json<results::ExecResult>, String> {
+    ) -> std::result::Result<Json<results::ExecResult>, McpError> {
         let progress = meta.get_progress_token().map(|token| (peer, token));
         Ok(Json(self.exec(args, progress).await?))
+    }
+
+    /// Stops the running command however it takes.
+    #[tool(
+        description = "Stop the running command however it takes: INT, TERM, KILL, then a new shell (cwd and exported variables restored), then a new connection; returns every step taken. Never hangs.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn ssh_cancel(
+        &self,
+        Parameters(args): Parameters<SessionArgs>,
+    ) -> std::result::Result<Json<CancelResult>, String> {
+        let session = self.session(&args.session)?;
+        let report = session.stop_command().await.map_err(map_core)?;
+        let render = self.render_options(None, None);
+        let rendered =
+            crate::render::render(&report.result.output, report.result.dropped_bytes, render);
+        Ok(Json(CancelResult {
+            tried: report.tried.iter().map(ToString::to_string).collect(),
+            steps: report.steps,
+            shell_replaced: report.shell_replaced,
+            connection_restarted: report.connection_restarted,
+            state: report.result.state.name().to_string(),
+            exit_code: report.result.exit_code,
+            cwd: report.result.cwd,
+            output: rendered.text,
+            truncated: rendered.truncated,
+        }))
     }
 
     /// Output of the running or last command since the previous result.
@@ -416,7 +449,7 @@ impl SshSessionServer {
 
     /// The session's recent commands.
     #[tool(
-        description = "Recent commands of a session, oldest first, with exit codes and durations.",
+        description = "Recent commands of a session, oldest first: exit code, duration, cwd, and source (a program, or a person at the terminal).",
         annotations(
             read_only_hint = true,
             destructive_hint = false,
@@ -448,6 +481,33 @@ fn map_core(e: ssh_session_core::Error) -> McpError {
             session,
             command,
             seconds: running_for.as_secs_f64(),
+        },
+        ssh_session_core::Error::HumanBusy {
+            session,
+            terminal,
+            command,
+            typing,
+            running_for,
+        } => McpError::HumanBusy {
+            session,
+            terminal,
+            what: if typing {
+                format!("is typing a command (`{command}` so far)")
+            } else {
+                format!(
+                    "is running `{command}` (for {:.1} s)",
+                    running_for.as_secs_f64()
+                )
+            },
+        },
+        ssh_session_core::Error::HumanActivity {
+            session,
+            commands,
+            cwd,
+        } => McpError::HumanActivity {
+            session,
+            commands,
+            cwd,
         },
         ssh_session_core::Error::NotRunning { session } => McpError::NotRunning { session },
         other => McpError::Session(other),

@@ -42,6 +42,30 @@ pub struct ExecArgs {
     pub max_output_chars: Option<usize>,
     /// Bytes as the terminal got them, escape sequences kept
     pub raw: Option<bool>,
+    /// If a person ran commands at the session's terminal since your last command: "refuse_once" (default: an error listing them; calling again runs), "report" (run, list them in notices) or "ignore"
+    pub human_activity: Option<HumanActivityArg>,
+}
+
+/// What `ssh_exec` does about commands a person ran at the session's terminal.
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HumanActivityArg {
+    /// Refuse once, listing them.
+    RefuseOnce,
+    /// Run, with them in the notices.
+    Report,
+    /// Run, saying nothing.
+    Ignore,
+}
+
+impl From<HumanActivityArg> for ssh_session_core::HumanActivity {
+    fn from(a: HumanActivityArg) -> Self {
+        match a {
+            HumanActivityArg::RefuseOnce => ssh_session_core::HumanActivity::RefuseOnce,
+            HumanActivityArg::Report => ssh_session_core::HumanActivity::Report,
+            HumanActivityArg::Ignore => ssh_session_core::HumanActivity::Ignore,
+        }
+    }
 }
 
 /// `ssh_read_output`.

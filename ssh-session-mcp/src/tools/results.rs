@@ -184,8 +184,67 @@ pub struct HistoryItem {
     pub started_at: String,
     /// Run time (null while running)
     pub duration_ms: Option<u64>,
-    /// Who ran it: "mcp", "cli", "api", ...
+    /// Who ran it: a program ("mcp", "cli", "api") or a person at the terminal ("attach", "browser")
     pub source: String,
+    /// Working directory it left the shell in
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+/// A command a person ran at the session's terminal, in an `ssh_exec` refusal.
+#[derive(Debug, Serialize)]
+pub struct HumanCommandItem {
+    /// Command line, as their shell recorded it
+    pub command: String,
+    /// Exit code (null if it still runs)
+    pub exit_code: Option<i32>,
+    /// Working directory it left the shell in
+    pub cwd: String,
+    /// Start (RFC 3339)
+    pub started_at: String,
+    /// Run time (null while running)
+    pub duration_ms: Option<u64>,
+    /// Its output, shortened to the first and last kilobyte or so
+    pub output: String,
+    /// The terminal it was typed at ("attach", "browser")
+    pub source: String,
+}
+
+impl From<&ssh_session_core::HumanCommand> for HumanCommandItem {
+    fn from(c: &ssh_session_core::HumanCommand) -> Self {
+        HumanCommandItem {
+            command: c.command.clone(),
+            exit_code: c.exit_code,
+            cwd: c.cwd.clone(),
+            started_at: timestamp(c.started_at),
+            duration_ms: c.duration.map(|d| d.as_millis() as u64),
+            output: c.output.clone(),
+            source: c.source.clone(),
+        }
+    }
+}
+
+/// `ssh_cancel`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CancelResult {
+    /// Signals sent, in order: "INT", "TERM", "KILL"
+    pub tried: Vec<String>,
+    /// Every step taken, in words, in order
+    pub steps: Vec<String>,
+    /// The shell was killed and a new one started (cwd and exported variables restored; jobs lost)
+    pub shell_replaced: bool,
+    /// The connection was dropped and made again
+    pub connection_restarted: bool,
+    /// How the command ended: "exited", "killed", "untracked", "shell_exited", ...
+    pub state: String,
+    /// Its exit code, if it had one
+    pub exit_code: Option<i32>,
+    /// Working directory now
+    pub cwd: String,
+    /// Output not returned before
+    pub output: String,
+    /// Output was left out
+    pub truncated: bool,
 }
 
 /// `ssh_history`.
@@ -254,6 +313,7 @@ impl From<HistoryEntry> for HistoryItem {
             started_at: timestamp(h.started_at),
             duration_ms: h.duration.map(|d| d.as_millis() as u64),
             source: h.source,
+            cwd: h.cwd,
         }
     }
 }

@@ -23,7 +23,7 @@ TARGET = f"{ENV['user']}@{ENV['host']}:{ENV['port']}"
 # A sleep length unique to this run, so pgrep/pkill find only our own background job.
 SLEEP = f"{300 + os.getpid() % 1000}.{os.getpid()}"
 TOOLS = [
-    "ssh_connect", "ssh_exec", "ssh_read_output", "ssh_send_input", "ssh_interrupt",
+    "ssh_connect", "ssh_exec", "ssh_read_output", "ssh_send_input", "ssh_interrupt", "ssh_cancel",
     "ssh_disconnect", "ssh_list_sessions", "ssh_list_hosts", "ssh_session_status", "ssh_history",
 ]
 
@@ -537,7 +537,29 @@ async def link_lost():
         check(st["reconnects"] >= 1 and st["last_error"], "status after reconnect", st)
 
 
-SCENARIOS = {f.__name__: f for f in (disconnect, link_lost, tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
+async def cancel():
+    async with server() as c:
+        await c.connect("stuck")
+        await c.run("stuck", "cd /tmp")
+        r = await c.run("stuck", "trap '' INT; sleep 60", timeout_ms=300)
+        check(r["running"] is True, "the runaway runs", r)
+        rep = await c.ok("ssh_cancel", session="stuck")
+        check(rep["tried"] == ["INT", "TERM"], "INT ignored, TERM ended it", rep)
+        check(len(rep["steps"]) >= 2 and all(isinstance(s, str) and s for s in rep["steps"]), "steps in words", rep)
+        check(rep["shell_replaced"] is False and rep["connection_restarted"] is False, "no last resort needed", rep)
+        check(rep["cwd"] == "/tmp" and rep["state"] == "exited", "ended in place", rep)
+        e = await c.err("ssh_cancel", session="stuck")
+        check("no running command" in e, "nothing left to cancel", e)
+        e = await c.err("ssh_cancel", session="nope")
+        check("nope" in e, "an unknown session is named", e)
+        r = await c.run("stuck", "echo after")
+        check(r["output"] == "after\n", "usable after the cancel", r)
+        h = (await c.ok("ssh_history", session="stuck"))["entries"]
+        check([e["command"] for e in h[-2:]] == ["trap '' INT; sleep 60", "echo after"], "history", h)
+        check(all(e["source"] == "mcp" for e in h) and h[-1]["cwd"] == "/tmp", "sources and cwd", h)
+
+
+SCENARIOS = {f.__name__: f for f in (cancel, disconnect, link_lost, tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
 
 if __name__ == "__main__":
     asyncio.run(asyncio.wait_for(SCENARIOS[sys.argv[1]](), timeout=240))
