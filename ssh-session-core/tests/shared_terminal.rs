@@ -428,3 +428,34 @@ async fn full_screen_programs_and_resizes_work_and_are_recorded() {
     assert!(heard[1].output.contains("40 120"), "{:?}", heard[1]);
     on.manager.shutdown().await;
 }
+
+/// A block pasted at the prompt is one command: each of its lines, one exit code.
+async fn a_pasted_block_is_one_command_with_every_line(shell: &str) {
+    let on = open(shell).await;
+    let s = &on.s;
+    let a = attach(s).await;
+    a.send(b"\x1b[200~echo one\necho two; false\x1b[201~\r")
+        .await
+        .unwrap();
+    let h = people(s, 1).await;
+    assert_eq!(h[0].command, "echo one\necho two; false", "{shell}: {h:?}");
+    assert_eq!(h[0].exit_code, Some(1));
+    // Typed one after the other, they are two.
+    a.wait_prompt(PROMPT_WAIT).await.unwrap();
+    a.send(b"echo one\recho three\r").await.unwrap();
+    let h = people(s, 3).await;
+    let lines: Vec<_> = h.iter().map(|e| e.command.as_str()).collect();
+    assert_eq!(lines[1..], ["echo one", "echo three"], "{shell}: {h:?}");
+    drop(a);
+    on.manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bash_a_pasted_block_is_one_command() {
+    a_pasted_block_is_one_command_with_every_line("bash").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zsh_a_pasted_block_is_one_command() {
+    a_pasted_block_is_one_command_with_every_line("/usr/bin/zsh").await;
+}

@@ -35,8 +35,12 @@ pub(crate) enum Event {
     /// The interactive prompt was printed: the shell reads a line from here on.
     Prompt,
     /// An interactive command line starts running (bash's `PS0`, zsh's `preexec`), with
-    /// its text as the shell's history recorded it.
+    /// its text as the shell's history recorded it (zsh), or empty (bash: see
+    /// [`Event::CommandText`]).
     CommandStart { text: Vec<u8> },
+    /// bash: the text of the command line that just ran, from its history entry (the
+    /// `history 1` line's number stripped, line ends as the program wrote them).
+    CommandText { text: Vec<u8> },
     /// The interactive command line finished (bash's `PROMPT_COMMAND`, zsh's `precmd`).
     CommandEnd { exit_code: i32, cwd: Vec<u8> },
 }
@@ -200,7 +204,7 @@ impl MarkerParser {
                     },
                 )
             }
-            b'I' | b'B' | b'C' | b'F' => self.parse_interactive(kind, body),
+            b'I' | b'B' | b'C' | b'H' | b'F' => self.parse_interactive(kind, body),
             _ => Parsed::NotOurs,
         }
     }
@@ -224,7 +228,10 @@ impl MarkerParser {
             b'B' if body.is_empty() => Event::Prompt,
             // The body opens with the flag byte `PS0` sets while it prints the mark.
             b'C' if !body.is_empty() => Event::CommandStart {
-                text: body[1..].to_vec(),
+                text: lines(&body[1..], |line| line),
+            },
+            b'H' => Event::CommandText {
+                text: lines(body, entry_text),
             },
             b'F' => {
                 let mut fields = body.splitn(2, |&b| b == b';');
@@ -245,6 +252,37 @@ impl MarkerParser {
             _ => return Parsed::NotOurs,
         };
         Parsed::Complete(len, event)
+    }
+}
+
+/// Text the shell printed through its terminal (zsh's `preexec` line; bash's `history N`,
+/// each line through `entry_text`): the terminal's `\r\n` back to `\n`, the final line
+/// end dropped.
+fn lines(body: &[u8], each: impl Fn(&[u8]) -> &[u8]) -> Vec<u8> {
+    let body = body.strip_suffix(b"\r\n").unwrap_or(body);
+    let mut text = Vec::with_capacity(body.len());
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if i > 0 {
+            text.push(b'\n');
+        }
+        text.extend_from_slice(each(line));
+    }
+    text
+}
+
+/// A line of `history N`: `%5d%c %s` — the number, `*` (edited) or a space, a space, the
+/// command line — gives the line; a line without a number (the rest of a multi-line entry)
+/// is kept as is.
+fn entry_text(line: &[u8]) -> &[u8] {
+    let rest = line.trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return line;
+    }
+    match &rest[digits..] {
+        [b'*' | b' ', b' ', text @ ..] => text,
+        _ => line,
     }
 }
 
@@ -389,10 +427,23 @@ mod tests {
     }
 
     #[test]
+    fn command_texts_are_exact() {
+        // zsh's line as typed, even when it looks like a history line; bash's entries
+        // without their numbers, a continuation line kept as is.
+        assert_eq!(lines(b"12  foo\r\nbar", |l| l), b"12  foo\nbar");
+        assert_eq!(
+            lines(b"   12  ls\r\n   13* vi x\r\n  done\r\n", entry_text),
+            b"ls\nvi x\n  done"
+        );
+        assert_eq!(lines(b"    7    spaced\r\n", entry_text), b"  spaced");
+        assert_eq!(lines(b"", entry_text), b"");
+    }
+
+    #[test]
     fn interactive_marks_at_any_split() {
         let tok = format!("__ss{N}");
         let input = format!(
-            "{tok}I/tmp{tok}Eprompt$ {tok}B{tok}Els\r\n{tok}C1ls -l{tok}Ea b\r\n{tok}F2;/a;b{tok}E"
+            "{tok}I/tmp{tok}Eprompt$ {tok}B{tok}Els\r\n{tok}C1ls -l{tok}Ea b\r\n{tok}H   12* ls -l\r\n   13  | wc\r\n{tok}E{tok}F2;/a;b{tok}E"
         );
         for events in parse_all_splits(input.as_bytes()) {
             assert_eq!(
@@ -408,6 +459,9 @@ mod tests {
                         text: b"ls -l".to_vec()
                     },
                     Event::Output(b"a b\r\n".to_vec()),
+                    Event::CommandText {
+                        text: b"ls -l\n| wc".to_vec()
+                    },
                     Event::CommandEnd {
                         exit_code: 2,
                         cwd: b"/a;b".to_vec()

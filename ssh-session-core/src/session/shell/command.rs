@@ -178,6 +178,18 @@ impl Commands {
         }
     }
 
+    /// The running command's text, as its shell finally reported it.
+    pub(super) fn set_running_text(&mut self, text: &str) {
+        let Some(run) = self.current.as_mut().filter(|c| c.running()) else {
+            return;
+        };
+        run.command = text.to_string();
+        let id = run.id;
+        if let Some((_, entry)) = self.history.iter_mut().rev().find(|(i, _)| *i == id) {
+            entry.command = text.to_string();
+        }
+    }
+
     /// The current (or last) command's output, at most about `max` bytes of it: its head
     /// and tail around a marked cut.
     pub(super) fn excerpt(&self, max: usize) -> String {

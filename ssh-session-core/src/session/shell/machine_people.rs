@@ -183,20 +183,34 @@ impl Machine {
                 self.leave_if_unattached(fx);
             }
             (Mode::Interactive, Event::CommandStart { text }) => {
-                let text = String::from_utf8_lossy(&text).into_owned();
+                let mut text = String::from_utf8_lossy(&text).into_owned();
+                if text.is_empty() {
+                    // bash tells the exact text at the end (`CommandText`); until then the
+                    // line as the screen shows it names the command.
+                    if let Some(at) = self.console.prompt() {
+                        text = self.terminal.text_after(at);
+                    }
+                }
                 self.console.line_started();
                 self.terminal.new_command();
                 match (self.is_running(), self.console.human_running()) {
                     // The next line of what a person pasted.
-                    (true, Some(_)) => self.commands.extend_running(&text),
+                    (true, Some(_)) if !text.is_empty() => self.commands.extend_running(&text),
                     // The program's command typed at the prompt starts.
-                    (true, None) => {}
+                    (true, _) => {}
                     (false, _) => {
                         let id = self.commands.begin_human(&text, self.console.typist());
                         self.console.human_started(id);
                         self.last_activity = SystemTime::now();
                     }
                 }
+            }
+            // A program's command keeps the text it was given.
+            (Mode::Interactive, Event::CommandText { text })
+                if self.console.human_running().is_some() =>
+            {
+                self.commands
+                    .set_running_text(&String::from_utf8_lossy(&text));
             }
             (Mode::Interactive, Event::CommandEnd { exit_code, cwd }) => {
                 self.cwd = String::from_utf8_lossy(&cwd).into_owned();
