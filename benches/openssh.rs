@@ -107,6 +107,76 @@ pub(crate) async fn stream(
         .map_err(|_| format!("not finished within {limit:?} (ssh killed)"))?
 }
 
+/// Keystroke → echo through plain `ssh -tt host bash -i`, what a person gets from OpenSSH:
+/// `count` times, one key written to ssh's stdin until its echo comes back on stdout (then
+/// erased with a backspace, not timed). Bounded by `limit` per key.
+#[allow(dead_code)] // the shared bench's; the latency bench includes this module too
+pub(crate) async fn keystroke_echo(
+    sshd: &Sshd,
+    count: usize,
+    limit: Duration,
+) -> Result<Vec<Duration>, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = ssh(sshd, &["-tt"], Some("bash --norc -i"));
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {SSH}: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin pipe")?;
+    let mut stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let mut seen = Vec::new();
+    // Reads until `needle` arrived after `from`; returns where it ended.
+    async fn until(
+        stdout: &mut tokio::process::ChildStdout,
+        seen: &mut Vec<u8>,
+        from: usize,
+        needle: &[u8],
+        limit: Duration,
+    ) -> Result<usize, String> {
+        let mut buf = [0u8; 4096];
+        let found = async {
+            loop {
+                if let Some(at) = seen[from..].windows(needle.len()).position(|w| w == needle) {
+                    return Ok(from + at + needle.len());
+                }
+                let n = stdout.read(&mut buf).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("ssh ended".to_string());
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+        };
+        tokio::time::timeout(limit, found).await.map_err(|_| {
+            format!(
+                "no {:?} within {limit:?}: {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&seen[from..])
+            )
+        })?
+    }
+    let io = |e: std::io::Error| e.to_string();
+    stdin
+        .write_all(b"PS1='>>> '; echo ready-$((40+2))\r")
+        .await
+        .map_err(io)?;
+    let mut at = until(&mut stdout, &mut seen, 0, b"ready-42", limit * 10).await?;
+    // The prompt after it: keys typed from now on are read by the line editor.
+    at = until(&mut stdout, &mut seen, at, b">>> ", limit).await?;
+    let mut times = Vec::with_capacity(count);
+    for i in 0..count {
+        let key = [b'a' + (i % 26) as u8];
+        let t = Instant::now();
+        stdin.write_all(&key).await.map_err(io)?;
+        at = until(&mut stdout, &mut seen, at, &key, limit).await?;
+        times.push(t.elapsed());
+        stdin.write_all(b"\x7f").await.map_err(io)?;
+        at = until(&mut stdout, &mut seen, at, b"\x08", limit).await?;
+    }
+    let _ = stdin.write_all(b"exit\r").await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    Ok(times)
+}
+
 /// An OpenSSH ControlMaster for the bench's sshd. Dropping it sends `-O exit`, and kills
 /// the master if it is still there, so no master outlives the bench.
 pub(crate) struct ControlMaster<'a> {

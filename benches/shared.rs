@@ -12,11 +12,15 @@
 //! 4. **program output → attached client**: from `exec("echo <n>")` being called until the
 //!    attachment receives the output.
 //! 5. **exec round trip after the person detached**: back on the agent path.
+//! 6. **keystroke → echo over plain OpenSSH** (`ssh -tt host bash -i`, the same key and
+//!    backspace): the floor a person knows, against which row 2 is compared.
 //!
 //! `SSH_SESSION_BENCH_QUICK=1` divides every N by 10. Run with
 //! `cargo bench -p ssh-session-benches --bench shared`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a panic is its failure report
 
+#[allow(dead_code)] // shared with the latency bench, which uses all of it
+mod openssh;
 #[allow(dead_code)] // shared with the latency bench, which uses all of it
 mod stats;
 
@@ -159,6 +163,10 @@ async fn main() {
     drop(a);
     progress("exec after the person detached");
     let after = exec_true(&s, n(500)).await;
+    progress("keystroke → echo over plain ssh -tt");
+    let plain = openssh::keystroke_echo(&sshd, n(300), Duration::from_secs(10))
+        .await
+        .unwrap();
 
     println!(
         "\n{}, load average {}, bash 5.2, OpenSSH sshd on loopback\n",
@@ -170,7 +178,8 @@ async fn main() {
     println!("| name | p50 | p90 | max | n | ratio |");
     println!("| --- | --- | --- | --- | --- | --- |");
     let reference = row("exec `true`, nobody attached", &alone, None);
-    row(
+    let floor = Stats::of(&plain).unwrap();
+    let keys_row = row(
         "keystroke → echo at the attached client",
         &keys,
         Some(&reference),
@@ -189,6 +198,15 @@ async fn main() {
         "exec `true`, after the person detached",
         &after,
         Some(&reference),
+    );
+    row(
+        "keystroke → echo over plain `ssh -tt host bash -i` (OpenSSH)",
+        &plain,
+        Some(&reference),
+    );
+    println!(
+        "\nkeystroke → echo, attached / plain OpenSSH: {:.2}× (p50)",
+        keys_row.p50.as_secs_f64() / floor.p50.as_secs_f64()
     );
     m.shutdown().await;
 }
