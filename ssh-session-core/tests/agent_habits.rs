@@ -36,7 +36,7 @@ async fn open(shell: Shell) -> On {
     });
     let manager = SessionManager::new();
     let config = SessionConfig {
-        stop_deadline: Duration::from_secs(3),
+        cancel_deadline: Duration::from_secs(3),
         prime_timeout: Duration::from_secs(6),
         ..Default::default()
     };

@@ -150,7 +150,7 @@ fn property(shell: &str, bash_only_allowed: bool) {
         let (sshd, options) = login_shell_server(shell);
         let manager = SessionManager::new();
         let config = SessionConfig {
-            stop_deadline: Duration::from_secs(3),
+            cancel_deadline: Duration::from_secs(3),
             prime_timeout: Duration::from_secs(3),
             ..Default::default()
         };

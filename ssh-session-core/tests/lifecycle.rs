@@ -15,7 +15,7 @@ use ssh_session_testkit::prelude::*;
 
 fn config() -> SessionConfig {
     SessionConfig {
-        stop_deadline: Duration::from_millis(1500),
+        cancel_deadline: Duration::from_millis(1500),
         reconnect: ReconnectPolicy {
             max_attempts: 5,
             initial_delay: Duration::from_millis(100),

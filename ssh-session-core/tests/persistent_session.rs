@@ -113,7 +113,7 @@ conformance! {
         let name = format!("wedge-{}-{}", backend(), std::process::id());
         let m = SessionManager::new();
         let config = SessionConfig {
-            stop_deadline: Duration::from_millis(1500),
+            cancel_deadline: Duration::from_millis(1500),
             ..persistent()
         };
         let s = m.open(&name, sshd.connect_options(backend()), config).await.unwrap();

@@ -12,7 +12,7 @@ use ssh_session_testkit::{CutMode, FaultProxy};
 
 fn config() -> SessionConfig {
     SessionConfig {
-        stop_deadline: Duration::from_millis(1500),
+        cancel_deadline: Duration::from_millis(1500),
         ..Default::default()
     }
 }

@@ -26,7 +26,7 @@ pub struct SessionConfig {
     pub reconnect: ReconnectPolicy,
     /// How long [`Session::stop_command`](crate::Session::stop_command) tries Ctrl-C, SIGTERM
     /// and SIGKILL before it kills the shell itself (default 30 s).
-    pub stop_deadline: Duration,
+    pub cancel_deadline: Duration,
     /// Run the shell inside a remote tmux session named after the session (default off).
     /// A lost connection then re-attaches: running commands, background jobs, cwd, env and
     /// history survive, and output printed meanwhile is replayed exactly once. Opening a
@@ -44,7 +44,7 @@ impl Default for SessionConfig {
             prime_timeout: Duration::from_secs(15),
             history_limit: 1000,
             reconnect: ReconnectPolicy::default(),
-            stop_deadline: Duration::from_secs(30),
+            cancel_deadline: Duration::from_secs(30),
             persistent: false,
         }
     }

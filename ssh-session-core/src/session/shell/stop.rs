@@ -76,7 +76,7 @@ async fn deliver(driver: &Arc<Driver>, how: Interrupt) -> Result<bool> {
     let signal = (!typed_ctrl_c).then(|| how.signal_name());
     // Bounded: over a stalled connection the look never answers, and the stop ladder must
     // go on to its next step.
-    let look = (driver.config.stop_deadline / 3).max(SHELL_GRACE);
+    let look = (driver.config.cancel_deadline / 3).max(SHELL_GRACE);
     let looked = tokio::time::timeout(look, foreground(driver, pid, signal))
         .await
         .unwrap_or_else(|_| {
@@ -104,7 +104,7 @@ async fn deliver(driver: &Arc<Driver>, how: Interrupt) -> Result<bool> {
     if found != Foreground::Shell {
         return Ok(false);
     }
-    let grace = SHELL_GRACE.min(driver.config.stop_deadline / 3);
+    let grace = SHELL_GRACE.min(driver.config.cancel_deadline / 3);
     if !driver
         .wait_result_of(id, Instant::now() + grace)
         .await?
@@ -216,7 +216,7 @@ pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
         .view(|m| m.running_command())
         .unwrap_or_else(|| "the command".into());
     let mut report = Ladder::new(driver);
-    let step = driver.config.stop_deadline / 3;
+    let step = driver.config.cancel_deadline / 3;
     for how in [Interrupt::Int, Interrupt::Term, Interrupt::Kill] {
         report.tried.push(how.signal_name());
         report.step(match how {
@@ -247,7 +247,7 @@ pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
     // kill the shell and start afresh; over a connection that cannot do that, start over.
     report.step(format!(
         "still running after {:.0} s: killing the shell and starting a new one",
-        driver.config.stop_deadline.as_secs_f64()
+        driver.config.cancel_deadline.as_secs_f64()
     ));
     let bound = driver.config.prime_timeout + REPLACE_SLACK;
     match tokio::time::timeout(bound, replace(driver, GoneCause::Replaced)).await {
