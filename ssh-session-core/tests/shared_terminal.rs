@@ -287,6 +287,32 @@ async fn a_partial_line_is_never_clobbered_and_refuse_once_refuses_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_shows_nothing_is_a_person_typing() {
+    let on = open("bash").await;
+    let s = &on.s;
+    let a = attach(s).await;
+    // Ctrl-X starts a longer key in readline and prints nothing: a paste typed now would
+    // be read as the rest of that key. The program is refused once the echo is overdue.
+    a.send(b"\x18").await.unwrap();
+    match s.exec("echo program", quick()).await {
+        Err(Error::HumanBusy {
+            typing: true,
+            command,
+            ..
+        }) => assert_eq!(command, "keys that show nothing yet"),
+        other => panic!("{other:?}"),
+    }
+    // Ctrl-G ends the key; a key typed and erased shows, and the line is empty again.
+    a.send(b"\x07a").await.unwrap();
+    shows(&a, "a").await;
+    a.send(b"\x7f").await.unwrap();
+    let r = s.exec("echo program-$((1+1))", quick()).await.unwrap();
+    assert_eq!(r.text(), "program-2\n");
+    drop(a);
+    on.manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_people_see_one_terminal_and_programs_output() {
     let on = open("bash").await;
     let s = &on.s;

@@ -4,6 +4,7 @@
 //! [`Machine`](super::machine::Machine), which decides when the shell changes hands.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use crate::session::types::HumanCommand;
 
@@ -27,9 +28,9 @@ pub(super) struct Console {
     prompt: Option<(u16, u16)>,
     /// Keys arrived since the prompt was printed.
     typed: bool,
-    /// Keys were sent at the prompt and the shell printed nothing since: their echo is on
-    /// its way, so the line on the screen is not yet what the shell holds.
-    unechoed: bool,
+    /// When keys were sent at the prompt, if the shell printed nothing since: their echo
+    /// is on its way, so the line on the screen is not yet what the shell holds.
+    unechoed: Option<Instant>,
     /// A line end was typed at the prompt: the shell is taking in a line a person
     /// entered (their command starts, or a new or continuation prompt follows).
     entered: bool,
@@ -67,7 +68,7 @@ impl Console {
     pub(super) fn new_shell(&mut self) {
         self.prompt = None;
         self.typed = false;
-        self.unechoed = false;
+        self.unechoed = None;
         self.entered = false;
         self.output_open = false;
         self.human = None;
@@ -77,7 +78,7 @@ impl Console {
     pub(super) fn prompt_shown(&mut self, at: (u16, u16)) {
         self.prompt = Some(at);
         self.typed = false;
-        self.unechoed = false;
+        self.unechoed = None;
         self.entered = false;
         self.output_open = false;
     }
@@ -97,9 +98,9 @@ impl Console {
         self.typed
     }
 
-    /// Whether keys sent at the prompt have not been echoed yet.
-    pub(super) fn unechoed(&self) -> bool {
-        self.unechoed
+    /// How long ago keys were sent at the prompt that have not been echoed yet.
+    pub(super) fn unechoed_for(&self) -> Option<Duration> {
+        self.unechoed.map(|at| at.elapsed())
     }
 
     /// Whether a person pressed Enter at the prompt and the shell has not yet said what
@@ -110,7 +111,7 @@ impl Console {
 
     /// The shell's terminal printed something (the echo of keys typed, among others).
     pub(super) fn output_seen(&mut self) {
-        self.unechoed = false;
+        self.unechoed = None;
     }
 
     /// A command line started: output is a command's until it ends.
@@ -137,7 +138,7 @@ impl Console {
         }
         if self.prompt.is_some() && !keys.is_empty() {
             self.typed = true;
-            self.unechoed = true;
+            self.unechoed.get_or_insert_with(Instant::now);
             self.entered |= keys.iter().any(|&b| b == b'\r' || b == b'\n');
         }
     }
@@ -255,15 +256,15 @@ mod tests {
         let mut c = Console::default();
         c.keys_sent("attach", b"y");
         assert!(!c.typed(), "keys for a running command are not a line");
-        assert!(!c.unechoed() && !c.entered());
+        assert!(c.unechoed_for().is_none() && !c.entered());
         c.prompt_shown((3, 10));
         c.keys_sent("browser", b"ls");
         assert!(c.typed());
         assert_eq!(c.typist(), "browser");
         // Until the shell prints something, the screen does not show those keys yet.
-        assert!(c.unechoed() && !c.entered());
+        assert!(c.unechoed_for().is_some() && !c.entered());
         c.output_seen();
-        assert!(!c.unechoed());
+        assert!(c.unechoed_for().is_none());
         c.keys_sent("browser", b"\r");
         assert!(c.entered(), "Enter: the shell takes the line in");
         c.line_started();

@@ -259,7 +259,10 @@ impl Driver {
                     });
                 }
                 Err(Refusal::Wait) => {
-                    if !self.changed_before(deadline, since).await {
+                    // Most waits end with a transition; waiting for a person's echo ends
+                    // by time too, so look again at least that often.
+                    let until = deadline.min(Instant::now() + super::machine::ECHO_WAIT);
+                    if !self.changed_before(until, since).await && Instant::now() >= deadline {
                         return Err(self.not_ready_error(timeout));
                     }
                 }

@@ -977,6 +977,7 @@ impl Machine {
 #[path = "machine_people.rs"]
 mod people;
 use people::Mode;
+pub(super) use people::ECHO_WAIT;
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]

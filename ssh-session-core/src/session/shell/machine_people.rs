@@ -19,6 +19,11 @@ const UNTRACKED_SHELL: &str = "this shell (sh) has no command hooks: what you ty
     tracking (no history, exit codes or working directory are recorded), and programs' \
     commands are refused until you detach";
 
+/// How long a person's keys may go unechoed before a program takes it that their line
+/// editor holds them (a key with no echo of its own): an echo takes one round trip.
+pub(in crate::session::shell) const ECHO_WAIT: std::time::Duration =
+    std::time::Duration::from_secs(1);
+
 /// Who has the shell's terminal, while it is ready: the agent path (no echo, no line
 /// editor, no prompt: a command is one typed line and its marker), or a person's
 /// interactive shell (editor, echo, prompt, and hooks that mark every command line), and
@@ -116,7 +121,8 @@ impl Machine {
     }
 
     /// A program's command in interactive mode: the keys that type it at the person's
-    /// prompt, or why not now.
+    /// prompt, or why not now (waiting is bounded by [`ECHO_WAIT`]: the driver looks again
+    /// at least that often).
     pub(super) fn at_the_prompt(&self, command: &str) -> std::result::Result<String, Refusal> {
         if self.flavor == ShellFlavor::Posix {
             return Err(Refusal::Fail(Error::HumanBusy {
@@ -133,20 +139,30 @@ impl Machine {
         };
         // A person's keys still on their way back (the echo), or their Enter not yet
         // answered by a start mark or a prompt: typing now could land in their line or in
-        // the command it starts. Their shell's next output decides, in a moment.
-        if self.console.unechoed() {
+        // the command it starts. Their shell's next output decides, in a moment. Keys that
+        // are never echoed (Esc, Ctrl-X: the start of a longer key) leave the line editor
+        // in the middle of a key sequence, where a paste would be misread: a person typing.
+        let silent = self
+            .console
+            .unechoed_for()
+            .is_some_and(|since| since >= ECHO_WAIT);
+        if self.console.unechoed_for().is_some() && !silent {
             return Err(Refusal::Wait);
         }
         if self.console.typed() {
             let line = self.terminal.text_after(at);
-            if line.is_empty() && self.console.entered() {
+            if line.is_empty() && self.console.entered() && !silent {
                 return Err(Refusal::Wait);
             }
-            if !line.is_empty() {
+            if !line.is_empty() || silent {
                 return Err(Refusal::Fail(Error::HumanBusy {
                     session: self.name.clone(),
                     terminal: self.console.typist().into(),
-                    command: line,
+                    command: if line.is_empty() {
+                        "keys that show nothing yet".into()
+                    } else {
+                        line
+                    },
                     typing: true,
                     running_for: std::time::Duration::ZERO,
                 }));
