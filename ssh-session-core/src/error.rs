@@ -381,10 +381,7 @@ fn list_or_none(asked: &str, names: &[String]) -> String {
 fn human_list(commands: &[crate::session::HumanCommand]) -> String {
     commands
         .iter()
-        .map(|c| {
-            let code = c.exit_code.map_or("?".to_string(), |c| c.to_string());
-            format!("`{}` (exit {code}, in {:?})", c.command, c.cwd)
-        })
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -136,10 +136,7 @@ impl IntoCallToolResult for McpError {
 fn listed(commands: &[ssh_session_core::HumanCommand]) -> String {
     commands
         .iter()
-        .map(|c| {
-            let code = c.exit_code.map_or("?".to_string(), |c| c.to_string());
-            format!("`{}` (exit {code}, in {:?})", c.command, c.cwd)
-        })
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
 }

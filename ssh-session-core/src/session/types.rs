@@ -156,6 +156,14 @@ pub struct HumanCommand {
     pub source: String,
 }
 
+/// `` `make` (exit 2, in "/src") ``: how messages list what a person ran.
+impl std::fmt::Display for HumanCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = self.exit_code.map_or("?".to_string(), |c| c.to_string());
+        write!(f, "`{}` (exit {code}, in {:?})", self.command, self.cwd)
+    }
+}
+
 /// Options for reading a running (or the last) command's output.
 #[derive(Clone, Debug, Default)]
 pub struct ReadOptions {
@@ -266,8 +274,7 @@ impl std::fmt::Display for Notice {
                     commands.len()
                 )?;
                 for c in commands {
-                    let code = c.exit_code.map_or("?".to_string(), |c| c.to_string());
-                    write!(f, " `{}` (exit {code}, in {:?});", c.command, c.cwd)?;
+                    write!(f, " {c};")?;
                 }
                 Ok(())
             }
