@@ -287,6 +287,46 @@ async fn a_partial_line_is_never_clobbered_and_refuse_once_refuses_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_line_redrawn_by_the_line_editor_is_still_the_persons() {
+    let on = open("bash").await;
+    let s = &on.s;
+    run(
+        s,
+        "mkdir -p /tmp/ss-redraw && touch /tmp/ss-redraw/fileone /tmp/ss-redraw/filetwo",
+    )
+    .await;
+    let a = attach(s).await;
+    // Tab Tab lists the choices and prints the prompt (its mark included) and the line
+    // again: the line is still theirs.
+    a.send(b"ls /tmp/ss-redraw/file").await.unwrap();
+    shows(&a, "ls /tmp/ss-redraw/file").await;
+    // Two Tabs as a person types them, apart: readline lists on the second one.
+    a.send(b"\t").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.send(b"\t").await.unwrap();
+    let mut redrawn = false;
+    for _ in 0..200 {
+        let screen = a.screen();
+        if screen.contains("filetwo") && screen.matches("ls /tmp/ss-redraw/f").count() >= 2 {
+            redrawn = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(redrawn, "no redrawn line:\n{}", a.screen());
+    match s.exec("echo program", quick()).await {
+        Err(Error::HumanBusy {
+            typing: true,
+            command,
+            ..
+        }) => assert!(command.ends_with("ls /tmp/ss-redraw/file"), "{command:?}"),
+        other => panic!("{other:?}\n{}", a.screen()),
+    }
+    drop(a);
+    on.manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_key_that_shows_nothing_is_a_person_typing() {
     let on = open("bash").await;
     let s = &on.s;

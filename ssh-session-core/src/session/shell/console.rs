@@ -26,7 +26,9 @@ pub(super) struct Console {
     attached: usize,
     /// Where the cursor was when the shell's prompt ended, while the shell reads a line.
     prompt: Option<(u16, u16)>,
-    /// Keys arrived since the prompt was printed.
+    /// Keys arrived at a prompt since the last line was taken in. A prompt printed again
+    /// (the line editor redraws it, prompt mark included, after Tab Tab, Ctrl-L or a
+    /// resize) keeps it: the line may still hold what a person typed.
     typed: bool,
     /// When keys were sent at the prompt, if the shell printed nothing since: their echo
     /// is on its way, so the line on the screen is not yet what the shell holds.
@@ -77,7 +79,6 @@ impl Console {
     /// The prompt was printed; the cursor is at `at`.
     pub(super) fn prompt_shown(&mut self, at: (u16, u16)) {
         self.prompt = Some(at);
-        self.typed = false;
         self.unechoed = None;
         self.entered = false;
         self.output_open = false;
@@ -93,7 +94,8 @@ impl Console {
         self.prompt = None;
     }
 
-    /// Whether keys arrived since the prompt (the line may hold what a person typed).
+    /// Whether keys arrived at a prompt since the last line was taken in (the line may hold
+    /// what a person typed).
     pub(super) fn typed(&self) -> bool {
         self.typed
     }
@@ -117,6 +119,7 @@ impl Console {
     /// A command line started: output is a command's until it ends.
     pub(super) fn line_started(&mut self) {
         self.prompt = None;
+        self.typed = false;
         self.entered = false;
         self.output_open = true;
     }
@@ -267,6 +270,8 @@ mod tests {
         assert!(c.unechoed_for().is_none());
         c.keys_sent("browser", b"\r");
         assert!(c.entered(), "Enter: the shell takes the line in");
+        c.prompt_shown((3, 10));
+        assert!(c.typed(), "a redrawn prompt keeps the line typed");
         c.line_started();
         assert!(!c.entered());
         assert_eq!(c.prompt(), None);
