@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use ssh_session_core::{
-    AttachOptions, Attachment, Error, ExecOptions, HistoryEntry, HumanActivity, Notice, Session,
-    SessionConfig, SessionManager, ShellSession, TerminalEvent,
+    AttachOptions, Attachment, Error, ExecOptions, HistoryEntry, HumanActivity, Interrupt, Notice,
+    Session, SessionConfig, SessionManager, ShellSession, TerminalEvent,
 };
 use ssh_session_testkit::prelude::*;
 
@@ -146,6 +146,17 @@ async fn a_persons_commands_are_recorded_exactly_and_seen_by_programs(shell: &st
         text.contains("sleep 30") && text.contains("attach"),
         "{text}"
     );
+    // Nor may a program type into it or signal it: it is theirs.
+    for refused in [
+        s.send_input(b"y\n").await,
+        s.interrupt(Interrupt::Int).await,
+        s.interrupt(Interrupt::Kill).await,
+    ] {
+        assert!(
+            matches!(refused, Err(Error::HumanBusy { .. })),
+            "{refused:?}"
+        );
+    }
     a.send(b"\x03").await.unwrap();
     a.wait_prompt(PROMPT_WAIT).await.unwrap();
     let h = people(s, 5).await;

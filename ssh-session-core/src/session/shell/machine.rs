@@ -769,13 +769,17 @@ impl Machine {
         self.commands.running_id()
     }
 
-    /// The shell's input, for bytes meant for the running command (noted: what the
-    /// command does not read must not reach the next command line).
+    /// The shell's input, for a program's bytes or signals meant for the running command
+    /// (noted: what the command does not read must not reach the next command line). A
+    /// person's command is theirs: programs neither type into it nor signal it.
     pub(super) fn input_for_running(&mut self) -> Result<Arc<dyn ChannelInput>> {
         if self.commands.running_id().is_none() {
             return Err(Error::NotRunning {
                 session: self.name.clone(),
             });
+        }
+        if let Some(refusal) = self.persons_command() {
+            return Err(refusal);
         }
         match &self.life {
             Life::Ready(live) => {
