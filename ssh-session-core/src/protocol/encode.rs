@@ -221,7 +221,7 @@ const ZSH_INTERACTIVE: &str = concat!(
     r#"__ss_on(){ __ss_hr=;setopt prompt_subst;PROMPT=${__ss_up:-'%n@%m:%~%# '}'%{${__ss_a}${__ss_b}B${__ss_a}${__ss_b}E%}';RPROMPT='';"#,
     r#"\builtin eval 'preexec_functions=(__ss_pre);precmd_functions=(__ss_post);zshaddhistory_functions=(__ss_za)';"#,
     r#"stty echo 2>/dev/null;setopt zle;printf '%s%sI%s%s%sE' "$__ss_a" "$__ss_b" "$PWD" "$__ss_a" "$__ss_b";};"#,
-    r#"__ss_pre(){ __ss_hr=1;printf '%s%sC1%s%s%sE' "$__ss_a" "$__ss_b" "$1" "$__ss_a" "$__ss_b";};"#,
+    r#"__ss_pre(){ __ss_hr=1;printf '%s%sC1%s%s%sE' "$__ss_a" "$__ss_b" "${1[1,65536]}" "$__ss_a" "$__ss_b";};"#,
     r#"__ss_post(){ __ss_rc=$?;if [ -n "$__ss_hr" ];then __ss_hr=;export -p >|"$__ss_f";"#,
     r#"printf '%s%sF%s;%s%s%sE' "$__ss_a" "$__ss_b" "$__ss_rc" "$PWD" "$__ss_a" "$__ss_b";fi;};"#,
     r#"__ss_za(){ case $1 in ' __ss_off'*)return 1;;esac;};"#,
