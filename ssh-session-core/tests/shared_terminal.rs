@@ -338,6 +338,31 @@ async fn a_line_redrawn_by_the_line_editor_is_still_the_persons() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_person_who_fell_behind_gets_the_screen_and_nothing_stale() {
+    let on = open("bash").await;
+    let s = &on.s;
+    let mut a = attach(s).await;
+    // Far more output than the backlog of terminal events while this person reads none.
+    let r = s.exec("seq 1 1000000", quick()).await.unwrap();
+    assert_eq!(r.exit_code, Some(0));
+    // First the screen at attach, then, having lagged, the screen as it is now...
+    let first = a.next().await;
+    assert!(matches!(first, Some(TerminalEvent::Output(_))), "{first:?}");
+    match a.next().await {
+        Some(TerminalEvent::Output(b)) => {
+            let text = String::from_utf8_lossy(&b);
+            assert!(text.contains("1000000"), "not the screen now: {text:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // ...and then nothing from before it.
+    let stale = tokio::time::timeout(Duration::from_millis(500), a.next()).await;
+    assert!(stale.is_err(), "stale output after the screen: {stale:?}");
+    drop(a);
+    on.manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_key_that_shows_nothing_is_a_person_typing() {
     let on = open("bash").await;
     let s = &on.s;

@@ -181,9 +181,17 @@ impl Attachment {
                 Some(TerminalEvent::Ended(why))
             }
             Ok(event) => Some(event),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some(TerminalEvent::Output(
-                Bytes::from(self.driver.view(|m| m.screen_formatted())),
-            )),
+            // Events are sent under the state's lock: taking the screen and starting
+            // again from the newest event under it, the person misses nothing after the
+            // screen and sees nothing from before it again.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let events = &mut self.events;
+                let screen = self.driver.view(|m| {
+                    *events = events.resubscribe();
+                    m.screen_formatted()
+                });
+                Some(TerminalEvent::Output(Bytes::from(screen)))
+            }
             Err(broadcast::error::RecvError::Closed) => {
                 self.ended = true;
                 None
