@@ -58,14 +58,20 @@ pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError>
     notice(&format!(
         "attached to {name}: {how}; Ctrl-] detaches and leaves it running"
     ));
+    let (mut replies, requests) = client.split();
     let mut keys = read_keys();
-    let mut winch = signal(SignalKind::window_change())
-        .map_err(|e| CliError::io("watching the terminal size", e))?;
+    let signal_of = |kind: SignalKind, what: &str| {
+        signal(kind).map_err(|e| CliError::io(format!("watching for {what}"), e))
+    };
+    let mut winch = signal_of(SignalKind::window_change(), "terminal resizes")?;
+    // Killed or hung up: leave like Ctrl-], the terminal restored.
+    let mut term = signal_of(SignalKind::terminate(), "SIGTERM")?;
+    let mut hangup = signal_of(SignalKind::hangup(), "SIGHUP")?;
     let ended = loop {
         tokio::select! {
-            response = client.recv() => match response? {
+            response = replies.recv() => match response? {
                 Response::Output { data } => {
-                    write_screen(&decode(&data).map_err(|e| client.protocol(e))?)?;
+                    write_screen(&decode(&data).map_err(|e| replies.protocol(e))?)?;
                 }
                 Response::Notice { message } => notice(&message),
                 Response::Ended { reason } => break Some(reason),
@@ -73,14 +79,14 @@ pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError>
                     drop(raw);
                     return Err(CliError::Remote { kind: error, message });
                 }
-                other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
+                other => return Err(replies.protocol(format!("unexpected answer {other:?}"))),
             },
             chunk = keys.recv() => {
                 // stdin closed: nothing more can be typed; leave the session running.
                 let Some(chunk) = chunk else { break None };
                 let (typed, detach) = split_detach(&chunk);
                 if !typed.is_empty() {
-                    client.send(&AttachInput::Input { data: encode(typed) }).await?;
+                    requests.send(&AttachInput::Input { data: encode(typed) })?;
                 }
                 if detach {
                     break None;
@@ -88,19 +94,23 @@ pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError>
             }
             _ = winch.recv() => {
                 let (cols, rows) = window_size();
-                client.send(&AttachInput::Resize { cols, rows }).await?;
+                requests.send(&AttachInput::Resize { cols, rows })?;
             }
+            _ = term.recv() => break None,
+            _ = hangup.recv() => break None,
         }
     };
     match ended {
         Some(reason) => {
+            requests.flush(FLUSH_LIMIT).await;
             notice(&reason);
             drop(raw);
             Ok(1)
         }
         None => {
             // Best effort: a daemon that already went away detached us anyway.
-            let _ = client.send(&AttachInput::Detach).await;
+            let _ = requests.send(&AttachInput::Detach);
+            requests.flush(FLUSH_LIMIT).await;
             notice(&format!(
                 "detached from {name}; it keeps running: `ssh-session attach {name}` to return"
             ));
@@ -109,6 +119,9 @@ pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError>
         }
     }
 }
+
+/// How long leaving may wait for keys still queued for the daemon.
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The keys before the detach key, and whether it was typed (what follows it is dropped:
 /// it was typed after leaving).

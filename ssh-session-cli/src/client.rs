@@ -173,12 +173,33 @@ impl Client {
 
     /// The next response. An end of connection is an error: every request is answered.
     pub(crate) async fn recv(&mut self) -> Result<Response, CliError> {
-        match self.lines.next_line().await {
-            Ok(Some(line)) => serde_json::from_str(&line)
-                .map_err(|e| self.protocol(format!("malformed response {line:?}: {e}"))),
-            Ok(None) => Err(self.protocol("the daemon closed the connection".into())),
-            Err(e) => Err(self.protocol(format!("cannot read: {e}"))),
-        }
+        next_response(&mut self.lines, &self.paths).await
+    }
+
+    /// The connection in two directions, for `attach`, which reads and writes at once:
+    /// what is sent is written by a task of its own, so that reading never waits on a
+    /// write. (If both sides waited on a full socket, a large paste echoed back, neither
+    /// would ever go on.)
+    pub(crate) fn split(self) -> (Replies, Requests) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let mut writer = self.writer;
+        let writing = tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                if writer.write_all(&line).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let requests = Requests {
+            tx,
+            writing,
+            paths: self.paths.clone(),
+        };
+        let replies = Replies {
+            lines: self.lines,
+            paths: self.paths,
+        };
+        (replies, requests)
     }
 
     /// Sends `request` and returns its final response, an error response as `Err`.
@@ -198,11 +219,71 @@ impl Client {
 
     /// An error for an unexpected answer.
     pub(crate) fn protocol(&self, detail: String) -> CliError {
-        CliError::Protocol {
-            socket: self.paths.socket.clone(),
-            detail,
-            log: self.paths.log.clone(),
-        }
+        protocol_error(&self.paths, detail)
+    }
+}
+
+/// The daemon's answers, on a connection [`Client::split`] made.
+pub(crate) struct Replies {
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    paths: Paths,
+}
+
+impl Replies {
+    /// The next response (see [`Client::recv`]).
+    pub(crate) async fn recv(&mut self) -> Result<Response, CliError> {
+        next_response(&mut self.lines, &self.paths).await
+    }
+
+    /// A protocol error on this connection.
+    pub(crate) fn protocol(&self, detail: String) -> CliError {
+        protocol_error(&self.paths, detail)
+    }
+}
+
+/// Messages for the daemon, on a connection [`Client::split`] made: queued at once, and
+/// written in order by the connection's writing task.
+pub(crate) struct Requests {
+    tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    writing: tokio::task::JoinHandle<()>,
+    paths: Paths,
+}
+
+impl Requests {
+    /// Queues one message; fails once the connection can no longer be written.
+    pub(crate) fn send<T: serde::Serialize>(&self, message: &T) -> Result<(), CliError> {
+        self.tx.send(to_line(message)).map_err(|_| {
+            protocol_error(&self.paths, "cannot send: the connection is closed".into())
+        })
+    }
+
+    /// Writes what is still queued (keys typed just before leaving), for at most `limit`.
+    pub(crate) async fn flush(self, limit: Duration) {
+        drop(self.tx);
+        let _ = tokio::time::timeout(limit, self.writing).await;
+    }
+}
+
+async fn next_response(
+    lines: &mut Lines<BufReader<OwnedReadHalf>>,
+    paths: &Paths,
+) -> Result<Response, CliError> {
+    match lines.next_line().await {
+        Ok(Some(line)) => serde_json::from_str(&line)
+            .map_err(|e| protocol_error(paths, format!("malformed response {line:?}: {e}"))),
+        Ok(None) => Err(protocol_error(
+            paths,
+            "the daemon closed the connection".into(),
+        )),
+        Err(e) => Err(protocol_error(paths, format!("cannot read: {e}"))),
+    }
+}
+
+fn protocol_error(paths: &Paths, detail: String) -> CliError {
+    CliError::Protocol {
+        socket: paths.socket.clone(),
+        detail,
+        log: paths.log.clone(),
     }
 }
 

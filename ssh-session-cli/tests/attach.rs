@@ -69,6 +69,43 @@ impl Terminal {
         self.seen.drain(..at);
     }
 
+    /// Types `keys` while reading what the terminal shows, until `needle` shows: a person
+    /// pasting a lot sees its echo meanwhile (a reader that waited for the paste to be
+    /// typed would stall it itself).
+    async fn paste(&mut self, keys: &[u8], needle: &str) {
+        let (mut reader, mut writer) = self.pty.split();
+        let seen = &mut self.seen;
+        let write = async {
+            writer.write_all(keys).await.unwrap();
+        };
+        let read = async {
+            let mut buf = [0u8; 65536];
+            while !seen.contains(needle) {
+                let n = reader
+                    .read(&mut buf)
+                    .await
+                    .expect("read the attach terminal");
+                assert!(n > 0, "attach closed its terminal");
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                // Only the end matters: keep what is searched small.
+                if seen.len() > 1 << 20 {
+                    seen.drain(..seen.len() - 4096);
+                }
+            }
+        };
+        let done = tokio::time::timeout(common::LIMIT, async { tokio::join!(write, read) }).await;
+        assert!(
+            done.is_ok(),
+            "the paste stalled; the terminal showed last: {:?}",
+            {
+                let tail = self.seen.len().saturating_sub(300);
+                &self.seen[tail..]
+            }
+        );
+        let at = self.seen.find(needle).unwrap() + needle.len();
+        self.seen.drain(..at);
+    }
+
     /// Ctrl-], then the process must exit successfully.
     async fn detach(mut self) {
         self.typed(&[0x1d]).await;
@@ -226,4 +263,52 @@ async fn exec_is_refused_while_the_persons_command_runs_and_ctrl_c_reaches_it() 
     assert!(text(&out).1.contains("`sleep 30` (exit 130"));
     t.until("ran\r\n").await;
     t.detach().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_paste_echoed_back_never_stalls_attach() {
+    let env = Env::new();
+    env.connect("big");
+    let mut t = Terminal::attach(&env, "big").await;
+    t.typed(b"cat > /dev/null\r").await;
+    persons(&env, "big", 1, false).await;
+    // Half a megabyte of lines to cat, echoed back by the terminal while it is typed:
+    // both directions of the connection to the daemon are full at once.
+    let mut keys = Vec::new();
+    for _ in 0..5000 {
+        keys.extend_from_slice(&[b'a'; 100]);
+        keys.push(b'\r');
+    }
+    keys.extend_from_slice(b"\x04echo pasted-$((1+1))\r");
+    t.paste(&keys, "pasted-2").await;
+    let h = persons(&env, "big", 2, true).await;
+    assert_eq!(h[0]["exit_code"], 0, "{h:?}");
+    t.detach().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_detaches_and_gives_the_terminal_back() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new();
+    env.connect("term");
+    let mut t = Terminal::attach(&env, "term").await;
+    let line_mode = |t: &Terminal| {
+        // SAFETY: tcgetattr on the PTY the test holds, into a termios it owns; on Linux
+        // the master reports the terminal's (the slave's) mode.
+        let mut mode: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::tcgetattr(t.pty.as_raw_fd(), &mut mode) }, 0);
+        mode.c_lflag & libc::ICANON != 0
+    };
+    assert!(!line_mode(&t), "attach puts the terminal in raw mode");
+    let pid = t.child.id().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) on the attach process this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    t.until("detached from term").await;
+    let status = tokio::time::timeout(common::LIMIT, t.child.wait())
+        .await
+        .expect("attach exits on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(line_mode(&t), "the terminal's mode was not restored");
+    assert_eq!(env.ok(&["exec", "term", "--", "echo", "still"]), "still\n");
 }
