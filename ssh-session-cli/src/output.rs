@@ -102,6 +102,12 @@ fn visible_len(s: &str) -> usize {
     n
 }
 
+/// A table cell or field value from the remote side: control characters escaped and
+/// line ends shown as `⏎`, so that it stays on its line and cannot drive the terminal.
+fn cell(text: &str) -> String {
+    escape_controls(&text.replace('\n', "⏎").replace('\t', " ")).into_owned()
+}
+
 /// The `ls` table.
 pub(crate) fn sessions_table(sessions: &[SessionView]) -> String {
     let on = colour(true);
@@ -115,12 +121,12 @@ pub(crate) fn sessions_table(sessions: &[SessionView]) -> String {
             };
             vec![
                 s.name.clone(),
-                format!("{}@{}:{}", s.user, s.host, s.port),
+                cell(&format!("{}@{}:{}", s.user, s.host, s.port)),
                 status,
                 s.command_count.to_string(),
                 ago(s.last_activity_ms),
-                s.cwd.clone(),
-                s.running.clone().unwrap_or_default(),
+                cell(&s.cwd),
+                cell(s.running.as_deref().unwrap_or_default()),
             ]
         })
         .collect();
@@ -135,7 +141,9 @@ pub(crate) fn sessions_table(sessions: &[SessionView]) -> String {
 /// The `status` details.
 pub(crate) fn session_details(s: &SessionView) -> String {
     let mut out = String::new();
-    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+    // Values come from the remote side (a cwd, a person's command line): one line each,
+    // with no control sequence reaching the terminal.
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<14}{}\n", cell(&v)));
     field("name", s.name.clone());
     field("target", format!("{}@{}:{}", s.user, s.host, s.port));
     field("transport", s.transport.clone());
@@ -173,11 +181,9 @@ pub(crate) fn history_table(entries: &[HistoryView]) -> String {
                     .map(|d| human(Duration::from_millis(d)))
                     .unwrap_or_else(|| "running".into()),
                 ago(h.started_ms),
-                escape_controls(&h.source).into_owned(),
-                h.cwd
-                    .as_deref()
-                    .map_or_else(|| "-".into(), |c| escape_controls(c).into_owned()),
-                escape_controls(&h.command.replace('\n', "⏎")).into_owned(),
+                cell(&h.source),
+                h.cwd.as_deref().map_or_else(|| "-".into(), cell),
+                cell(&h.command),
             ]
         })
         .collect();
@@ -395,6 +401,42 @@ mod tests {
             escape_controls("\x1b[31mred\x1b]0;t\x07\r\u{9b}2J\x7f"),
             r"\x1b[31mred\x1b]0;t\x07\x0d\u{9b}2J\x7f"
         );
+    }
+
+    #[test]
+    fn remote_text_stays_on_its_line_and_cannot_drive_the_terminal() {
+        // A person's command line and a cwd come from the remote shell.
+        assert_eq!(
+            cell("for i in 1 2\ndo echo \x1b[2J$i; done"),
+            r"for i in 1 2⏎do echo \x1b[2J$i; done"
+        );
+        assert_eq!(cell("/srv/a\tb"), "/srv/a b");
+        let mut view = SessionView {
+            name: "s".into(),
+            host: "h".into(),
+            user: "u".into(),
+            port: 22,
+            transport: "russh".into(),
+            status: "connected".into(),
+            status_detail: None,
+            created_ms: 0,
+            last_activity_ms: 0,
+            command_count: 1,
+            cwd: "/tmp/\x1b]0;pwned\x07".into(),
+            running: Some("sleep 5\nrm -rf x".into()),
+            last_error: None,
+            reconnects: 0,
+            persistent: false,
+        };
+        for shown in [sessions_table(&[view.clone()]), session_details(&view)] {
+            assert!(
+                !shown.contains('\x1b') && !shown.contains('\x07'),
+                "{shown:?}"
+            );
+            assert!(shown.contains("sleep 5⏎rm -rf x"), "{shown}");
+        }
+        view.running = None;
+        assert_eq!(sessions_table(&[view]).lines().count(), 2);
     }
 
     #[test]

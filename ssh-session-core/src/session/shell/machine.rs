@@ -448,7 +448,8 @@ impl Machine {
                 }
                 if self.console.attached() > 0 {
                     fx.terminal.push(TerminalEvent::Notice(format!(
-                        "{cause}; reconnecting: the shell goes on in tmux, and what it prints                          meanwhile is shown once the link is back"
+                        "{cause}; reconnecting: the shell goes on in tmux, and what it prints \
+                         meanwhile is shown once the link is back"
                     )));
                 }
             }
