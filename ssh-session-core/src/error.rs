@@ -158,6 +158,14 @@ pub enum Error {
         /// How long their command has been running.
         running_for: Duration,
     },
+    /// A program's command was refused because a person is attached to a shell that
+    /// cannot report their commands (a plain POSIX shell such as dash): when typing at
+    /// their prompt would be safe cannot be known.
+    #[error("session {session:?} is busy: a person is attached to its terminal, whose shell (sh) cannot report their commands, so programs' commands are refused until they detach; use bash or zsh as the login shell to share it")]
+    UntrackedTerminal {
+        /// The session.
+        session: String,
+    },
     /// A program's command was refused, once, because people ran commands in the session's
     /// terminal since that program's previous command (see `HumanActivity::RefuseOnce`).
     #[error("session {session:?}: not run, because a person ran {} command(s) in its terminal since your last command: {}. The shell is now in {cwd:?}. Check that your assumptions still hold, then run the command again", .commands.len(), human_list(.commands))]
@@ -318,7 +326,9 @@ impl Error {
             Error::InvalidName { .. } | Error::InvalidCommand { .. } => ErrorKind::InvalidInput,
             Error::UnknownSession { .. } => ErrorKind::UnknownSession,
             Error::DuplicateName { .. } => ErrorKind::Duplicate,
-            Error::Busy { .. } | Error::HumanBusy { .. } => ErrorKind::Busy,
+            Error::Busy { .. } | Error::HumanBusy { .. } | Error::UntrackedTerminal { .. } => {
+                ErrorKind::Busy
+            }
             Error::HumanActivity { .. } => ErrorKind::HumanActivity,
             Error::NotRunning { .. } => ErrorKind::NotRunning,
             Error::Connect { .. }

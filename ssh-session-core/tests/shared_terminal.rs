@@ -480,7 +480,9 @@ async fn dash_says_it_cannot_track_and_programs_wait() {
     a.wait_prompt(PROMPT_WAIT).await.unwrap();
     assert!(!a.tracked());
     match s.exec("echo program", quick()).await {
-        Err(e @ Error::HumanBusy { .. }) => assert!(e.to_string().contains("sh"), "{e}"),
+        Err(e @ Error::UntrackedTerminal { .. }) => {
+            assert!(e.to_string().contains("until they detach"), "{e}")
+        }
         other => panic!("{other:?}"),
     }
     a.send(b"cd /tmp\n").await.unwrap();

@@ -215,6 +215,10 @@ impl Attachment {
     }
 
     /// Resizes the terminal (with several people attached, the last resize wins).
+    ///
+    /// # Errors
+    /// The shell is not reachable now (reconnecting, restarting), or the server refused
+    /// the new size.
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<()> {
         super::resize(&self.driver, cols, rows).await
     }

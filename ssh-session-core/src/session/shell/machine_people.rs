@@ -125,12 +125,8 @@ impl Machine {
     /// at least that often).
     pub(super) fn at_the_prompt(&self, command: &str) -> std::result::Result<String, Refusal> {
         if self.flavor == ShellFlavor::Posix {
-            return Err(Refusal::Fail(Error::HumanBusy {
+            return Err(Refusal::Fail(Error::UntrackedTerminal {
                 session: self.name.clone(),
-                terminal: self.console.typist().into(),
-                command: "(a shell that cannot report a person's commands: sh)".into(),
-                typing: true,
-                running_for: std::time::Duration::ZERO,
             }));
         }
         let Some(at) = self.console.prompt() else {

@@ -302,7 +302,8 @@ impl<'a> Ladder<'a> {
     }
 
     fn step(&mut self, text: String) {
-        tracing::info!(session = %self.driver.name, step = %text, "stopping the command");
+        // The steps name the command, which may carry a secret: the log only counts them.
+        tracing::info!(session = %self.driver.name, step = self.steps.len() + 1, "stopping the command");
         self.driver.tell_attached(text.clone());
         self.steps.push(text);
     }
@@ -327,7 +328,18 @@ async fn reconnect_after_drop(driver: &Arc<Driver>) -> Result<()> {
     reconnect::reconnect_now(driver).await?;
     if driver.config.persistent && driver.view(|m| m.is_running()) {
         // tmux kept the wedged shell through the new connection: end it for good.
-        replace(driver, GoneCause::Replaced).await?;
+        let bound = driver.config.prime_timeout + REPLACE_SLACK;
+        match tokio::time::timeout(bound, replace(driver, GoneCause::Replaced)).await {
+            Ok(done) => done?,
+            Err(_) => {
+                driver.apply(|m| m.start_failed(GoneCause::Replaced));
+                return Err(Error::ShellNotReady {
+                    session: driver.name.clone(),
+                    timeout: bound,
+                    last_output: driver.view(|m| m.screen()),
+                });
+            }
+        }
     }
     Ok(())
 }
