@@ -98,7 +98,7 @@ async fn the_agent_hears_what_a_person_did_and_never_runs_into_their_command() {
         .unwrap();
     person.wait_prompt(Duration::from_secs(10)).await.unwrap();
     person
-        .send(b"cd /tmp && echo made-$((6*7)); false\r")
+        .send(b"cd /tmp && printf '\\033[1mmade-%s\\033[0m\\n' $((6*7)); false\r")
         .await
         .unwrap();
     persons(&agent, "shared", 1).await;
@@ -112,12 +112,19 @@ async fn the_agent_hears_what_a_person_did_and_never_runs_into_their_command() {
     assert_eq!(v["error"], "human_activity");
     assert_eq!(v["cwd"], "/tmp");
     let c = &v["human_commands"][0];
-    assert_eq!(c["command"], "cd /tmp && echo made-$((6*7)); false", "{v}");
+    assert_eq!(
+        c["command"], "cd /tmp && printf '\\033[1mmade-%s\\033[0m\\n' $((6*7)); false",
+        "{v}"
+    );
     assert_eq!(c["exit_code"], 1);
     assert_eq!(c["cwd"], "/tmp");
     assert_eq!(c["source"], "attach");
     assert!(c["duration_ms"].is_u64(), "{c}");
-    assert!(c["output"].as_str().unwrap().contains("made-42"), "{c}");
+    let output = c["output"].as_str().unwrap();
+    assert!(
+        output.contains("made-42") && !output.contains('\x1b'),
+        "the output as an agent reads it: {c}"
+    );
     let started = c["started_at"].as_str().unwrap();
     assert!(
         humantime::parse_rfc3339(started).is_ok(),

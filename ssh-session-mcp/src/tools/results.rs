@@ -204,7 +204,7 @@ pub struct HumanCommandItem {
     pub started_at: String,
     /// Run time (null while running)
     pub duration_ms: Option<u64>,
-    /// Its output, shortened to the first and last kilobyte or so
+    /// Its output, shortened to the first and last kilobyte or so, escape sequences removed
     pub output: String,
     /// The terminal it was typed at ("attach", "browser")
     pub source: String,
@@ -218,7 +218,8 @@ impl From<&ssh_session_core::HumanCommand> for HumanCommandItem {
             cwd: c.cwd.clone(),
             started_at: timestamp(c.started_at),
             duration_ms: c.duration.map(|d| d.as_millis() as u64),
-            output: c.output.clone(),
+            // As the person's terminal showed it: cleaned like every output for an agent.
+            output: crate::render::clean(c.output.as_bytes()),
             source: c.source.clone(),
         }
     }
