@@ -49,6 +49,14 @@ pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError>
         }
         other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
     };
+    let signal_of = |kind: SignalKind, what: &str| {
+        signal(kind).map_err(|e| CliError::io(format!("watching for {what}"), e))
+    };
+    let mut winch = signal_of(SignalKind::window_change(), "terminal resizes")?;
+    // Killed or hung up: leave like Ctrl-], the terminal restored. Watched before the
+    // terminal goes raw, so that no moment is left where a signal would leave it raw.
+    let mut term = signal_of(SignalKind::terminate(), "SIGTERM")?;
+    let mut hangup = signal_of(SignalKind::hangup(), "SIGHUP")?;
     let raw = RawMode::enable()?;
     let how = if tracked {
         "your commands are recorded in its history"
@@ -60,13 +68,6 @@ pub(crate) async fn run(mut client: Client, name: &str) -> Result<i32, CliError>
     ));
     let (mut replies, requests) = client.split();
     let mut keys = read_keys();
-    let signal_of = |kind: SignalKind, what: &str| {
-        signal(kind).map_err(|e| CliError::io(format!("watching for {what}"), e))
-    };
-    let mut winch = signal_of(SignalKind::window_change(), "terminal resizes")?;
-    // Killed or hung up: leave like Ctrl-], the terminal restored.
-    let mut term = signal_of(SignalKind::terminate(), "SIGTERM")?;
-    let mut hangup = signal_of(SignalKind::hangup(), "SIGHUP")?;
     let ended = loop {
         tokio::select! {
             response = replies.recv() => match response? {
