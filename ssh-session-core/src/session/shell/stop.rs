@@ -249,22 +249,12 @@ pub(super) async fn stop_command(driver: &Arc<Driver>) -> Result<StopReport> {
         "still running after {:.0} s: killing the shell and starting a new one",
         driver.config.cancel_deadline.as_secs_f64()
     ));
-    let bound = driver.config.prime_timeout + REPLACE_SLACK;
-    match tokio::time::timeout(bound, replace(driver, GoneCause::Replaced)).await {
-        Ok(Ok(())) => {
+    match replace_bounded(driver).await {
+        Ok(()) => {
             report.shell_replaced = true;
             report.step("new shell started, cwd and exported variables restored".into());
         }
-        failed => {
-            let why = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => {
-                    // The start this replacement claimed was abandoned half-way: give it
-                    // up, so the reconnection can start the shell.
-                    driver.apply(|m| m.start_failed(GoneCause::Replaced));
-                    format!("no new shell within {:.0} s", bound.as_secs_f64())
-                }
-            };
+        Err(why) => {
             report.step(format!(
                 "could not replace the shell ({why}): dropping the connection and connecting again"
             ));
@@ -328,20 +318,31 @@ async fn reconnect_after_drop(driver: &Arc<Driver>) -> Result<()> {
     reconnect::reconnect_now(driver).await?;
     if driver.config.persistent && driver.view(|m| m.is_running()) {
         // tmux kept the wedged shell through the new connection: end it for good.
-        let bound = driver.config.prime_timeout + REPLACE_SLACK;
-        match tokio::time::timeout(bound, replace(driver, GoneCause::Replaced)).await {
-            Ok(done) => done?,
-            Err(_) => {
-                driver.apply(|m| m.start_failed(GoneCause::Replaced));
-                return Err(Error::ShellNotReady {
-                    session: driver.name.clone(),
-                    timeout: bound,
-                    last_output: driver.view(|m| m.screen()),
-                });
-            }
+        if let Err(why) = replace_bounded(driver).await {
+            tracing::warn!(session = %driver.name, %why, "no new shell after reconnecting");
+            return Err(Error::ShellNotReady {
+                session: driver.name.clone(),
+                timeout: driver.config.prime_timeout + REPLACE_SLACK,
+                last_output: driver.view(|m| m.screen()),
+            });
         }
     }
     Ok(())
+}
+
+/// [`replace`], within the prime's timeout and [`REPLACE_SLACK`]; what went wrong, in
+/// words, if it did not.
+async fn replace_bounded(driver: &Arc<Driver>) -> std::result::Result<(), String> {
+    let bound = driver.config.prime_timeout + REPLACE_SLACK;
+    match tokio::time::timeout(bound, replace(driver, GoneCause::Replaced)).await {
+        Ok(done) => done.map_err(|e| e.to_string()),
+        Err(_) => {
+            // The start this replacement claimed was abandoned half-way: give it up, so
+            // that a reconnection can start the shell.
+            driver.apply(|m| m.start_failed(GoneCause::Replaced));
+            Err(format!("no new shell within {:.0} s", bound.as_secs_f64()))
+        }
+    }
 }
 
 /// Kills the shell (its command ends as killed) and starts a new one, restoring cwd and
