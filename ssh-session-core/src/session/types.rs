@@ -480,6 +480,13 @@ pub struct SessionInfo {
     pub cwd: String,
     /// The command running now, if any.
     pub running: Option<String>,
+    /// Who issued it: a program's source (`"mcp"`, `"cli"`...) or a person's terminal
+    /// (`"attach"`, `"browser"`...).
+    pub running_source: Option<String>,
+    /// Whether it is a person's, typed at the session's terminal (theirs to stop).
+    pub running_by_person: bool,
+    /// People attached to the session's terminal now.
+    pub attached: usize,
     /// The last failure (a lost connection, even one since re-established; a reconnect that
     /// gave up...) and when it happened.
     pub last_error: Option<(String, SystemTime)>,
@@ -513,6 +520,9 @@ impl SessionInfo {
             command_count: 0,
             cwd: String::new(),
             running: None,
+            running_source: None,
+            running_by_person: false,
+            attached: 0,
             last_error: None,
             reconnects: 0,
             connected_since: None,

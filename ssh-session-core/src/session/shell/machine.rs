@@ -971,6 +971,9 @@ impl Machine {
             command_count: self.commands.count(),
             cwd: self.cwd.clone(),
             running: self.commands.running().map(|(command, _)| command),
+            running_source: self.commands.running_source().map(str::to_owned),
+            running_by_person: self.persons_command().is_some(),
+            attached: self.console.attached(),
             persistent: self.persistent,
             resumed: self.resumed,
             ..base

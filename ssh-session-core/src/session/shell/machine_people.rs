@@ -73,7 +73,7 @@ impl Machine {
         }
         let mut fx = Effects::default();
         self.enter_if_attached(&mut fx);
-        Ok(((self.terminal.formatted(), notices), fx))
+        Ok(((self.terminal.formatted_with_history(), notices), fx))
     }
 
     /// A person detached: with nobody left, the shell goes back to the agent path as soon

@@ -6,6 +6,10 @@ use std::num::NonZeroU16;
 
 use crate::protocol::OnlcrDecoder;
 
+/// Lines kept above the screen, for a person who attaches later and scrolls back (about
+/// 100 KiB for an 80-column terminal).
+const SCROLLBACK: usize = 1000;
+
 pub(super) struct Terminal {
     /// `false` for a shell on plain pipes: bytes pass through untouched.
     pty: bool,
@@ -20,7 +24,7 @@ impl Terminal {
         Terminal {
             pty: pty.is_some(),
             decoder: OnlcrDecoder::default(),
-            screen: vt100::Parser::new(nonzero(rows), nonzero(cols), 0),
+            screen: vt100::Parser::new(nonzero(rows), nonzero(cols), SCROLLBACK),
         }
     }
 
@@ -76,6 +80,40 @@ impl Terminal {
         out
     }
 
+    /// The lines that scrolled off the top (plain text, oldest first), then the screen as
+    /// [`formatted`](Self::formatted) draws it: what a person who attaches sees, with
+    /// the recent past in their own terminal's scrollback. A full-screen program's
+    /// alternate screen has no past of its own to show.
+    pub(super) fn formatted_with_history(&self) -> Vec<u8> {
+        let screen = self.screen.screen();
+        let lines = screen.scrollback_len();
+        if lines == 0 || screen.alternate_screen() {
+            return self.formatted();
+        }
+        let (rows, cols) = screen.size();
+        let rows = usize::from(rows.get());
+        let mut out = b"\x1b[H\x1b[2J".to_vec();
+        // `set_scrollback(n)` shows the screen from `n` lines above it: its first
+        // `min(n, rows)` rows are scrollback, read a screenful at a time, oldest first.
+        let mut view = screen.clone();
+        let mut offset = lines;
+        while offset > 0 {
+            view.set_scrollback(offset);
+            for line in view.rows(0, cols.get()).take(rows.min(offset)) {
+                out.extend_from_slice(line.trim_end().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            offset = offset.saturating_sub(rows);
+        }
+        // Newlines at the bottom row push the lines still on screen into the receiving
+        // terminal's scrollback (a clear would only erase them), then the screen is drawn.
+        let visible = lines.min(rows - 1);
+        out.extend_from_slice(format!("\x1b[{rows};1H").as_bytes());
+        out.extend(std::iter::repeat_n(b'\n', visible));
+        out.extend_from_slice(&self.formatted());
+        out
+    }
+
     /// The screen as text, rows joined by newlines.
     pub(super) fn contents(&self) -> String {
         self.screen.screen().contents()
@@ -84,4 +122,60 @@ impl Terminal {
 
 fn nonzero(n: u16) -> NonZeroU16 {
     NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What another terminal holds after drawing `bytes`: its scrollback, then its screen.
+    fn drawn(bytes: &[u8], cols: u16, rows: u16) -> (Vec<String>, String) {
+        let mut other = vt100::Parser::new(nonzero(rows), nonzero(cols), 5000);
+        other.process(bytes);
+        let screen = other.screen().contents();
+        let n = other.screen().scrollback_len();
+        let mut past = Vec::new();
+        let mut offset = n;
+        while offset > 0 {
+            other.screen_mut().set_scrollback(offset);
+            let take = usize::from(rows).min(offset);
+            past.extend(
+                other
+                    .screen()
+                    .rows(0, cols)
+                    .take(take)
+                    .map(|l| l.trim_end().to_string()),
+            );
+            offset = offset.saturating_sub(usize::from(rows));
+        }
+        (past, screen)
+    }
+
+    #[test]
+    fn a_late_joiner_gets_the_lines_above_the_screen_then_the_screen() {
+        let mut t = Terminal::new(Some((40, 10)));
+        for i in 0..100 {
+            t.decode(format!("line {i}\r\n").as_bytes());
+        }
+        t.decode(b"$ half-typed");
+        let (past, screen) = drawn(&t.formatted_with_history(), 40, 10);
+        let expected: Vec<String> = (0..91).map(|i| format!("line {i}")).collect();
+        assert_eq!(past, expected);
+        assert_eq!(screen, t.contents());
+        assert_eq!(t.screen.screen().cursor_position(), (9, 12));
+    }
+
+    #[test]
+    fn a_short_past_and_a_full_screen_program_draw_only_what_there_is() {
+        let mut t = Terminal::new(Some((40, 10)));
+        t.decode(b"one\r\ntwo\r\n");
+        let (past, screen) = drawn(&t.formatted_with_history(), 40, 10);
+        assert!(past.is_empty(), "{past:?}");
+        assert_eq!(screen, t.contents());
+        for i in 0..30 {
+            t.decode(format!("{i}\r\n").as_bytes());
+        }
+        t.decode(b"\x1b[?1049h\x1b[Hvim");
+        assert_eq!(t.formatted_with_history(), t.formatted());
+    }
 }
