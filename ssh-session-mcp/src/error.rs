@@ -13,6 +13,9 @@ pub enum McpError {
     /// The library refused or failed (its messages name the host/session and the fix).
     #[error(transparent)]
     Session(#[from] ssh_session_core::Error),
+    /// The browser terminal refused or failed (its messages say what to do).
+    #[error(transparent)]
+    Web(#[from] ssh_session_web::WebError),
     /// The configuration file or flags are wrong.
     #[error("configuration: {detail}")]
     Config {

@@ -15,6 +15,7 @@ use ssh_session_mcp::{http, serve_stdio, Config, McpError, SshSessionServer};
 ///   claude mcp add ssh -- ssh-session-mcp
 ///   ssh-session-mcp --config ~/.config/ssh-session/mcp.toml
 ///   ssh-session-mcp --http 127.0.0.1:8765 --token-file ~/.config/ssh-session/token
+///   ssh-session-mcp --web           (stdio, plus the browser terminal on a free port)
 #[derive(Parser, Debug)]
 #[command(version, about, verbatim_doc_comment)]
 struct Args {
@@ -25,6 +26,11 @@ struct Args {
     /// otherwise; a bearer token is always required).
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Serve the browser terminal (a person joins a session from a web page) at ADDR
+    /// (default 127.0.0.1 on a free port); its login link is printed here. With --http it
+    /// is always served, on the same address.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+    web: Option<SocketAddr>,
     /// The bearer token for --http (default: generated and written to --token-file).
     #[arg(long, env = "SSH_SESSION_MCP_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -188,9 +194,18 @@ async fn run(args: Args, token_source: &str) -> Result<(), McpError> {
     let config = load_config(&args)?;
     let server = SshSessionServer::new(SessionManager::new(), config.clone())?;
     let Some(addr) = args.http else {
+        let server = match args.web {
+            Some(addr) => start_web(server, addr, &args).await?,
+            None => server,
+        };
         tracing::info!("serving MCP over stdio");
         return serve_stdio(server).await;
     };
+    if args.web.is_some() {
+        return Err(McpError::Config {
+            detail: "--web with --http: the browser terminal is already served on the --http address; drop --web".into(),
+        });
+    }
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening beyond loopback: anyone who can reach it and has the token controls your SSH sessions");
     }
@@ -228,7 +243,10 @@ async fn run(args: Args, token_source: &str) -> Result<(), McpError> {
         server,
         addr,
         options,
-        |bound| eprintln!("ssh-session-mcp: listening on http://{bound}/mcp"),
+        |bound, web| {
+            eprintln!("ssh-session-mcp: listening on http://{bound}/mcp");
+            announce(web);
+        },
         async {
             use tokio::signal::unix::{signal, SignalKind};
             match signal(SignalKind::terminate()) {
@@ -245,6 +263,38 @@ async fn run(args: Args, token_source: &str) -> Result<(), McpError> {
         },
     )
     .await
+}
+
+/// Serves the browser terminal at `addr` beside stdio, for as long as the process runs.
+async fn start_web(
+    server: SshSessionServer,
+    addr: SocketAddr,
+    args: &Args,
+) -> Result<SshSessionServer, McpError> {
+    let listener = ssh_session_web::bind(addr).await?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| McpError::Listen { addr, source })?;
+    let mut options = ssh_session_web::WebOptions::default();
+    options.allowed_hosts = args.allowed_hosts.clone();
+    options.allowed_origins = args.allow_origins.clone();
+    let web = ssh_session_web::Web::new(server.manager().clone(), bound, options)?;
+    announce(&web);
+    tokio::spawn(web.clone().serve(listener, std::future::pending()));
+    Ok(server.with_web(web))
+}
+
+/// Tells the person at the console how to get in (stderr: stdout is the MCP stream).
+fn announce(web: &ssh_session_web::Web) {
+    match web.share(None, false) {
+        Ok(link) => eprintln!(
+            "ssh-session-mcp: browser terminal at {}/ — log in with {} (works once, until {}; the ssh_share tool makes more)",
+            web.base_url(),
+            link.url,
+            humantime::format_rfc3339_seconds(link.expires_at)
+        ),
+        Err(e) => eprintln!("ssh-session-mcp: browser terminal: {e}"),
+    }
 }
 
 #[tokio::main]

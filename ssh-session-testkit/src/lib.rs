@@ -27,6 +27,8 @@
 // report: its helpers panic rather than make every test unwrap.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "browser")]
+pub mod browser;
 mod embedded;
 pub mod harness;
 mod keys;
@@ -39,6 +41,8 @@ use std::ffi::CStr;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Mutex;
 
+#[cfg(feature = "browser")]
+pub use browser::Browser;
 pub use embedded::EmbeddedServer;
 pub use harness::prelude;
 pub use proxy::{CutMode, FaultProxy};

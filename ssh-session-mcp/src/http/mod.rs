@@ -1,5 +1,6 @@
 //! Streamable HTTP transport: `POST/GET/DELETE /mcp`, loopback by default, every request
-//! authenticated with a bearer token (required; generated when not given).
+//! authenticated with a bearer token (required; generated when not given); the browser
+//! terminal ([`ssh_session_web`], cookie login) on the same listener.
 //!
 //! A request passes, in order: the `Origin` check ([`origin`]), the token, the body and
 //! session checks ([`gate`]), then rmcp's service (which checks `Host`).
@@ -24,8 +25,7 @@ use crate::tools::SshSessionServer;
 
 /// A random token: 32 bytes from the OS generator, hex-encoded.
 pub fn generate_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ssh_session_web::generate_token()
 }
 
 /// How the HTTP mode is run, besides the address.
@@ -65,7 +65,7 @@ pub async fn serve_http(
     server: SshSessionServer,
     addr: SocketAddr,
     options: HttpOptions,
-    ready: impl FnOnce(SocketAddr),
+    ready: impl FnOnce(SocketAddr, &ssh_session_web::Web),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     check_token(&options.token, "the token")?;
@@ -75,9 +75,14 @@ pub async fn serve_http(
     let bound = listener
         .local_addr()
         .map_err(|source| McpError::Listen { addr, source })?;
-    let mut allowed_hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    allowed_hosts.push(bound.ip().to_string());
-    allowed_hosts.extend(options.allowed_hosts);
+    let allowed_hosts = ssh_session_web::origin::allowed_hosts(bound, &options.allowed_hosts);
+    // The browser terminal shares the listener, with its own cookie login (a page cannot
+    // send the bearer token) and its own, stricter, Origin check.
+    let mut web_options = ssh_session_web::WebOptions::default();
+    web_options.allowed_hosts = options.allowed_hosts.clone();
+    web_options.allowed_origins = options.allowed_origins.clone();
+    let web = ssh_session_web::Web::new(server.manager().clone(), bound, web_options)?;
+    let server = server.with_web(web.clone());
     let origins = Arc::new(origin::OriginPolicy::new(bound, &options.allowed_origins)?);
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
@@ -106,8 +111,9 @@ pub async fn serve_http(
         .layer(middleware::from_fn_with_state(
             origins,
             origin::check_origin,
-        ));
-    ready(bound);
+        ))
+        .merge(web.router());
+    ready(bound, &web);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -188,9 +194,7 @@ pub fn check_token(token: &str, source: &str) -> Result<()> {
     Ok(())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use ssh_session_web::constant_time_eq;
 
 #[cfg(test)]
 mod tests {

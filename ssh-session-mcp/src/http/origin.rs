@@ -1,4 +1,5 @@
-//! The `Origin` check of the streamable HTTP mode. A browser tells which page a request
+//! The `Origin` check of the streamable HTTP mode (origins parse as
+//! [`ssh_session_web::origin`] parses them, one implementation for both front ends). A browser tells which page a request
 //! comes from in `Origin`; the MCP specification says servers MUST validate it, or any web
 //! page the user opens could drive a local server (DNS rebinding, or a plain cross-site
 //! POST). Requests without `Origin` (command-line and SDK clients) are not from a page and
@@ -8,71 +9,16 @@
 //! The check runs before the bearer token's, and its refusal is the same whatever token the
 //! request carries, so a page learns nothing about the token from it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ssh_session_web::Origin;
 
-use crate::error::{McpError, Result};
-
-/// A web origin: scheme, host (lower case, IPv6 in brackets) and port (the scheme's
-/// default filled in).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    scheme: String,
-    host: String,
-    port: u16,
-}
-
-impl Origin {
-    /// Parses `scheme://host[:port]` (one trailing `/` tolerated); `None` for anything
-    /// else, including the opaque origin `null`.
-    pub fn parse(text: &str) -> Option<Origin> {
-        let (scheme, rest) = text.split_once("://")?;
-        let scheme = scheme.to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "http" => 80,
-            "https" => 443,
-            _ => return None,
-        };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (addr, after) = v6.split_once(']')?;
-            addr.parse::<std::net::Ipv6Addr>().ok()?;
-            (format!("[{}]", addr.to_ascii_lowercase()), after)
-        } else {
-            let end = rest.find(':').unwrap_or(rest.len());
-            (rest[..end].to_ascii_lowercase(), &rest[end..])
-        };
-        let valid_host = |h: &str| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        };
-        if !(host.starts_with('[') || valid_host(&host)) {
-            return None;
-        }
-        let port = match port.strip_prefix(':') {
-            None if port.is_empty() => default_port,
-            None => return None,
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
-            Some(_) => return None,
-        };
-        Some(Origin { scheme, host, port })
-    }
-
-    /// Whether the host is this machine: `localhost` or a loopback address.
-    fn is_loopback(&self) -> bool {
-        if self.host == "localhost" {
-            return true;
-        }
-        let bare = self.host.trim_start_matches('[').trim_end_matches(']');
-        bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    }
-}
+use crate::error::Result;
 
 /// The origins a server accepts besides loopback ones.
 #[derive(Debug)]
@@ -85,26 +31,10 @@ impl OriginPolicy {
     /// The policy of a server bound at `bound`, with `--allow-origin` values `extra`
     /// (refused, naming the value, if one is not an origin).
     pub fn new(bound: SocketAddr, extra: &[String]) -> Result<OriginPolicy> {
-        let host = match bound.ip() {
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
-        };
-        let own = Origin {
-            scheme: "http".into(),
-            host,
-            port: bound.port(),
-        };
-        let extra = extra
-            .iter()
-            .map(|text| {
-                Origin::parse(text).ok_or_else(|| McpError::Config {
-                    detail: format!(
-                        "--allow-origin {text:?} is not an origin: write it as a browser sends it, scheme://host[:port], e.g. https://app.example.com"
-                    ),
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(OriginPolicy { own, extra })
+        Ok(OriginPolicy {
+            own: Origin::of_server(bound),
+            extra: ssh_session_web::origin::parse_origins(extra)?,
+        })
     }
 
     /// Whether a request with `Origin: text` may go on.
@@ -160,31 +90,6 @@ mod tests {
             ],
         )
         .unwrap()
-    }
-
-    #[test]
-    fn origins_parse_like_a_browser_sends_them() {
-        let o = Origin::parse("HTTPS://Example.COM").unwrap();
-        assert_eq!(
-            (o.scheme.as_str(), o.host.as_str(), o.port),
-            ("https", "example.com", 443)
-        );
-        assert_eq!(Origin::parse("http://[::1]:3000").unwrap().host, "[::1]");
-        assert_eq!(Origin::parse("http://a.test:81").unwrap().port, 81);
-        for bad in [
-            "null",
-            "a.test",
-            "ftp://a.test",
-            "http://",
-            "http://a.test:",
-            "http://a.test:x",
-            "http://a.test/path",
-            "http://a b",
-            "http://[zz]",
-            "http://a.test:99999",
-        ] {
-            assert_eq!(Origin::parse(bad), None, "{bad}");
-        }
     }
 
     #[test]

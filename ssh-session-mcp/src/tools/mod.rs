@@ -32,6 +32,7 @@ pub const TOOL_NAMES: &[&str] = &[
     "ssh_send_input",
     "ssh_interrupt",
     "ssh_cancel",
+    "ssh_share",
     "ssh_disconnect",
     "ssh_list_sessions",
     "ssh_list_hosts",
@@ -53,6 +54,8 @@ pub struct SshSessionServer {
     /// time: a same-named later session never inherits (or loses) another's rules.
     rules: Arc<Mutex<HashMap<String, (SystemTime, SessionRules)>>>,
     tool_router: ToolRouter<Self>,
+    /// The browser terminal, when it is served (`--web`, `--http`).
+    web: Option<ssh_session_web::Web>,
 }
 
 impl std::fmt::Debug for SshSessionServer {
@@ -101,12 +104,20 @@ impl SshSessionServer {
             policy: Arc::new(policy),
             rules: Arc::default(),
             tool_router,
+            web: None,
         })
     }
 
     /// The shared session manager.
     pub fn manager(&self) -> &SessionManager {
         &self.manager
+    }
+
+    /// This server with the browser terminal `web` (over the same manager) behind
+    /// `ssh_share`.
+    pub fn with_web(mut self, web: ssh_session_web::Web) -> Self {
+        self.web = Some(web);
+        self
     }
 
     fn session(&self, name: &str) -> Result<ssh_session_core::ShellSession> {
@@ -242,6 +253,34 @@ impl SshSessionServer {
             cwd: report.result.cwd,
             output: rendered.text,
             truncated: rendered.truncated,
+        }))
+    }
+
+    /// A login link for a person to join a session's terminal in their browser.
+    #[tool(
+        description = "A login link for a person to join this session's terminal (your shell) in their browser: to watch, type a password, take over. Works once, until expires_at.",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn ssh_share(
+        &self,
+        Parameters(args): Parameters<ShareArgs>,
+    ) -> std::result::Result<Json<ShareResult>, McpError> {
+        let Some(web) = &self.web else {
+            return Err(McpError::Policy {
+                detail: "the browser terminal is off on this server: start ssh-session-mcp with --web (stdio) or --http (it serves the pages on the same address)".into(),
+            });
+        };
+        self.session(&args.session)?;
+        let share = web.share(Some(&args.session), args.read_only.unwrap_or(false))?;
+        Ok(Json(ShareResult {
+            url: share.url,
+            expires_at: timestamp(share.expires_at),
+            read_only: share.read_only,
         }))
     }
 

@@ -128,6 +128,16 @@ pub struct SessionArgs {
     pub session: String,
 }
 
+/// `ssh_share`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareArgs {
+    /// Session name
+    pub session: String,
+    /// The person may only watch: no typing, resizing or cancelling (default false)
+    pub read_only: Option<bool>,
+}
+
 /// `ssh_history`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -225,6 +225,17 @@ impl From<&ssh_session_core::HumanCommand> for HumanCommandItem {
     }
 }
 
+/// `ssh_share`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ShareResult {
+    /// The login link for the person: it works once, until expires_at
+    pub url: String,
+    /// When the link stops working (RFC 3339)
+    pub expires_at: String,
+    /// Whether the link only lets them watch
+    pub read_only: bool,
+}
+
 /// `ssh_cancel`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct CancelResult {

@@ -24,7 +24,7 @@ TARGET = f"{ENV['user']}@{ENV['host']}:{ENV['port']}"
 SLEEP = f"{300 + os.getpid() % 1000}.{os.getpid()}"
 TOOLS = [
     "ssh_connect", "ssh_exec", "ssh_read_output", "ssh_send_input", "ssh_interrupt", "ssh_cancel",
-    "ssh_disconnect", "ssh_list_sessions", "ssh_list_hosts", "ssh_session_status", "ssh_history",
+    "ssh_disconnect", "ssh_list_sessions", "ssh_list_hosts", "ssh_session_status", "ssh_history", "ssh_share",
 ]
 
 
