@@ -5,111 +5,17 @@
 
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt};
-use serde_json::{json, Value};
-use ssh_session_core::{ReconnectPolicy, SessionConfig, SessionManager};
-use ssh_session_mcp::{Config, SshSessionServer};
+mod common;
+
+use common::Agent;
+use serde_json::json;
+use ssh_session_core::{ReconnectPolicy, SessionConfig};
 use ssh_session_testkit::browser::{Browser, Key};
 use ssh_session_testkit::{CutMode, FaultProxy, Sshd};
-use ssh_session_web::{Web, WebOptions};
 
 const ROWS: &str = ".xterm-rows";
 const INPUT: &str = "textarea.xterm-helper-textarea";
 const WAIT: Duration = Duration::from_secs(20);
-
-struct Agent {
-    client: RunningService<RoleClient, ()>,
-    manager: SessionManager,
-    web: Web,
-}
-
-impl Agent {
-    async fn start() -> Agent {
-        let sshd = Sshd::shared();
-        let config = Config {
-            ssh_config: Some("/dev/null".into()),
-            known_hosts: Some(sshd.known_hosts().to_path_buf()),
-            use_agent: false,
-            ..Config::default()
-        };
-        let manager = SessionManager::new();
-        let listener = ssh_session_web::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let web = Web::new(
-            manager.clone(),
-            listener.local_addr().unwrap(),
-            WebOptions::default(),
-        )
-        .unwrap();
-        tokio::spawn(web.clone().serve(listener, std::future::pending()));
-        let server = SshSessionServer::new(manager.clone(), config)
-            .unwrap()
-            .with_web(web.clone());
-        let (ours, theirs) = tokio::io::duplex(1 << 20);
-        let (input, output) = tokio::io::split(theirs);
-        tokio::spawn(ssh_session_mcp::stdio::serve_lines(server, input, output));
-        let client = ().serve(ours).await.unwrap();
-        Agent {
-            client,
-            manager,
-            web,
-        }
-    }
-
-    async fn connect(&self, name: &str) {
-        let sshd = Sshd::shared();
-        self.ok(
-            "ssh_connect",
-            json!({"name": name, "host": format!("{}@127.0.0.1:{}", sshd.user(), sshd.port()),
-                   "identity_file": sshd.user_key()}),
-        )
-        .await;
-    }
-
-    async fn call(&self, tool: &'static str, args: Value) -> CallToolResult {
-        let params =
-            CallToolRequestParams::new(tool).with_arguments(args.as_object().unwrap().clone());
-        match self.client.peer().call_tool_once(params).await.unwrap() {
-            CallToolResponse::Complete(r) => r,
-            other => panic!("{tool}: {other:?}"),
-        }
-    }
-
-    async fn ok(&self, tool: &'static str, args: Value) -> Value {
-        let r = self.call(tool, args).await;
-        assert_ne!(r.is_error, Some(true), "{tool} failed: {r:?}");
-        r.structured_content.unwrap()
-    }
-
-    async fn err(&self, tool: &'static str, args: Value) -> (String, Option<Value>) {
-        let r = self.call(tool, args).await;
-        assert_eq!(r.is_error, Some(true), "{tool} should fail: {r:?}");
-        let text = r.content[0].as_text().unwrap().text.clone();
-        (text, r.structured_content)
-    }
-
-    /// The browser's commands in history once `n` have ended (bounded: 20 s).
-    async fn persons(&self, session: &str, n: usize) -> Vec<Value> {
-        for _ in 0..200 {
-            let h = self.ok("ssh_history", json!({"session": session})).await;
-            let mine: Vec<Value> = h["entries"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|e| e["source"] == "browser")
-                .cloned()
-                .collect();
-            if mine.len() >= n && mine.iter().all(|e| !e["duration_ms"].is_null()) {
-                return mine;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{n} commands from the browser never ended");
-    }
-}
 
 /// A browser logged in with a fresh `ssh_share` link, on `session`'s page, its terminal
 /// at the shell's prompt.
@@ -148,7 +54,7 @@ fn artifact(name: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_person_in_the_browser_and_the_agent_share_one_shell() {
-    let agent = Agent::start().await;
+    let agent = Agent::start(true).await;
     agent.connect("web").await;
     let person = join(&agent, "web").await;
 
@@ -159,7 +65,7 @@ async fn a_person_in_the_browser_and_the_agent_share_one_shell() {
             &format!("cd /tmp && export FROM_BROWSER=1{}", Key::Enter),
         )
         .await;
-    agent.persons("web", 1).await;
+    agent.persons("web", "browser", 1).await;
     let (text, structured) = agent
         .err(
             "ssh_exec",
@@ -189,7 +95,7 @@ async fn a_person_in_the_browser_and_the_agent_share_one_shell() {
         .await;
     person.wait_for_text(ROWS, "ls /etc/hostname", WAIT).await;
     person.type_text(INPUT, &Key::Enter.to_string()).await;
-    let mine = agent.persons("web", 2).await;
+    let mine = agent.persons("web", "browser", 2).await;
     // Completion adds the space after a file name; the line is recorded as run.
     assert_eq!(
         mine[1]["command"].as_str().unwrap().trim_end(),
@@ -284,7 +190,7 @@ async fn a_person_in_the_browser_and_the_agent_share_one_shell() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_shows_reconnecting_while_the_link_is_cut_and_the_terminal_resumes() {
-    let agent = Agent::start().await;
+    let agent = Agent::start(true).await;
     let sshd = Sshd::shared();
     let dir = tempfile::tempdir().unwrap();
     let proxy = FaultProxy::start(sshd.addr()).await.unwrap();
@@ -320,5 +226,4 @@ async fn the_page_shows_reconnecting_while_the_link_is_cut_and_the_terminal_resu
     person.wait_for_text(ROWS, "back-42", WAIT).await;
     person.close().await;
     agent.manager.shutdown().await;
-    let _ = agent.web;
 }

@@ -6,83 +6,16 @@
 
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt};
-use serde_json::{json, Value};
-use ssh_session_core::{AttachOptions, SessionManager};
-use ssh_session_mcp::{Config, SshSessionServer};
+mod common;
+
+use common::Agent;
+use serde_json::json;
+use ssh_session_core::AttachOptions;
 use ssh_session_testkit::Sshd;
-
-struct Agent {
-    client: RunningService<RoleClient, ()>,
-    manager: SessionManager,
-}
-
-impl Agent {
-    async fn start() -> Agent {
-        let sshd = Sshd::shared();
-        let config = Config {
-            ssh_config: Some("/dev/null".into()),
-            known_hosts: Some(sshd.known_hosts().to_path_buf()),
-            use_agent: false,
-            ..Config::default()
-        };
-        let manager = SessionManager::new();
-        let server = SshSessionServer::new(manager.clone(), config).unwrap();
-        let (ours, theirs) = tokio::io::duplex(1 << 20);
-        let (input, output) = tokio::io::split(theirs);
-        tokio::spawn(ssh_session_mcp::stdio::serve_lines(server, input, output));
-        let client = ().serve(ours).await.unwrap();
-        Agent { client, manager }
-    }
-
-    async fn call(&self, tool: &'static str, args: Value) -> CallToolResult {
-        let params =
-            CallToolRequestParams::new(tool).with_arguments(args.as_object().unwrap().clone());
-        match self.client.peer().call_tool_once(params).await.unwrap() {
-            CallToolResponse::Complete(r) => r,
-            other => panic!("{tool}: {other:?}"),
-        }
-    }
-
-    async fn ok(&self, tool: &'static str, args: Value) -> Value {
-        let r = self.call(tool, args).await;
-        assert_ne!(r.is_error, Some(true), "{tool} failed: {r:?}");
-        r.structured_content.unwrap()
-    }
-
-    /// A tool error: its text, and its structured content if it has any.
-    async fn err(&self, tool: &'static str, args: Value) -> (String, Option<Value>) {
-        let r = self.call(tool, args).await;
-        assert_eq!(r.is_error, Some(true), "{tool} should fail: {r:?}");
-        let text = r.content[0].as_text().unwrap().text.clone();
-        (text, r.structured_content)
-    }
-}
-
-/// The person's commands in history once `n` have ended (bounded: 20 s).
-async fn persons(agent: &Agent, session: &str, n: usize) -> Vec<Value> {
-    for _ in 0..200 {
-        let h = agent.ok("ssh_history", json!({"session": session})).await;
-        let mine: Vec<Value> = h["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["source"] == "attach")
-            .cloned()
-            .collect();
-        if mine.len() >= n && mine.iter().all(|e| !e["duration_ms"].is_null()) {
-            return mine;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{n} commands of the person never ended");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_hears_what_a_person_did_and_never_runs_into_their_command() {
-    let agent = Agent::start().await;
+    let agent = Agent::start(false).await;
     let sshd = Sshd::shared();
     agent
         .ok(
@@ -101,7 +34,7 @@ async fn the_agent_hears_what_a_person_did_and_never_runs_into_their_command() {
         .send(b"cd /tmp && printf '\\033[1mmade-%s\\033[0m\\n' $((6*7)); false\r")
         .await
         .unwrap();
-    persons(&agent, "shared", 1).await;
+    agent.persons("shared", "attach", 1).await;
 
     // Refused once, with what the person ran as structured content...
     let (text, structured) = agent
@@ -138,7 +71,7 @@ async fn the_agent_hears_what_a_person_did_and_never_runs_into_their_command() {
 
     // "report" runs at once and lists them in the notices.
     person.send(b"true\r").await.unwrap();
-    persons(&agent, "shared", 2).await;
+    agent.persons("shared", "attach", 2).await;
     let r = agent
         .ok(
             "ssh_exec",
@@ -173,7 +106,7 @@ async fn the_agent_hears_what_a_person_did_and_never_runs_into_their_command() {
     let (text, _) = agent.err("ssh_cancel", json!({"session": "shared"})).await;
     assert!(text.contains("sleep 30"), "{text}");
     person.send(b"\x03").await.unwrap();
-    let h = persons(&agent, "shared", 3).await;
+    let h = agent.persons("shared", "attach", 3).await;
     assert_eq!(h[2]["exit_code"], 130);
     assert_eq!(h[2]["cwd"], "/tmp");
     drop(person);

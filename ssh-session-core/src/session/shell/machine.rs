@@ -972,7 +972,9 @@ impl Machine {
             cwd: self.cwd.clone(),
             running: self.commands.running().map(|(command, _)| command),
             running_source: self.commands.running_source().map(str::to_owned),
-            running_by_person: self.persons_command().is_some(),
+            // Not `persons_command()`: a listing needs the flag, not a refusal built.
+            running_by_person: self.console.human_running().is_some()
+                && self.commands.running_id().is_some(),
             attached: self.console.attached(),
             persistent: self.persistent,
             resumed: self.resumed,
