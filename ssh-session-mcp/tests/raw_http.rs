@@ -18,6 +18,8 @@ const TOKEN: &str = "raw-http-token-0123456789";
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The browser terminal's login link, as printed at start.
+    login: String,
 }
 
 impl Server {
@@ -54,20 +56,38 @@ impl Server {
                 break url.trim_end_matches("/mcp").parse().unwrap();
             }
         };
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let login = line
+            .split_whitespace()
+            .find(|w| w.contains("/login?token="))
+            .unwrap_or_else(|| panic!("no login link after listening: {line}"))
+            .to_string();
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Server { child, addr }
+        Server { child, addr, login }
     }
 
     /// One request on a fresh connection; `headers` are added to Host, Content-Length and
     /// Connection: close.
     fn request(&self, method: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        self.request_to(method, "/mcp", headers, body)
+    }
+
+    /// [`request`](Self::request) to another path.
+    fn request_to(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         let mut stream = TcpStream::connect(self.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let mut head = format!(
-            "{method} /mcp HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.addr,
             body.len()
         );
@@ -276,6 +296,86 @@ fn origin_is_checked_first_and_loopback_or_listed_origins_pass() {
         initialize_request().to_string().as_bytes(),
     );
     assert_eq!(r.status, 401, "{r:?}");
+}
+
+#[test]
+fn the_browser_terminal_shares_the_listener_with_its_own_login() {
+    let server = Server::start(&[]);
+    // Pages need the cookie; the bearer token is not it.
+    let bearer = format!("Bearer {TOKEN}");
+    let r = server.request_to("GET", "/", &[("Authorization", &bearer)], b"");
+    assert_eq!(r.status, 401, "{r:?}");
+    let path = server
+        .login
+        .strip_prefix(&format!("http://{}", server.addr))
+        .unwrap()
+        .to_string();
+    let r = server.request_to("GET", &path, &[], b"");
+    assert_eq!(r.status, 303, "{r:?}");
+    let cookie = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = server.request_to("GET", "/", &[("Cookie", &cookie)], b"");
+    assert_eq!(r.status, 200, "{r:?}");
+    // ...and the cookie is not the bearer token: /mcp still wants the token.
+    let r = server.request_to("POST", "/mcp", &[("Cookie", &cookie)], b"{}");
+    assert_eq!(r.status, 401, "{r:?}");
+    // A second --web makes no sense beside --http.
+    let out = Command::new(env!("CARGO_BIN_EXE_ssh-session-mcp"))
+        .args(["--http", "127.0.0.1:0", "--token", TOKEN, "--web"])
+        .env_remove("SSH_SESSION_MCP_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--web with --http"), "{err}");
+}
+
+#[test]
+fn stdio_with_web_serves_the_browser_terminal_on_a_free_loopback_port() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssh-session-mcp"))
+        .args(["--no-agent", "--ssh-config", "/dev/null", "--web"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let link = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("/login?token="))
+        .unwrap_or_else(|| panic!("no login link on stderr: {line}"));
+    let (addr, path) = link
+        .strip_prefix("http://")
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let r = Response::parse(&raw);
+    assert_eq!(r.status, 303, "{r:?}");
+    assert!(
+        r.header("set-cookie").unwrap().contains("HttpOnly"),
+        "{r:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]
