@@ -178,9 +178,16 @@ pub(crate) fn prime_script(
     // bash's readline goes off in a short line of its own: readline reads a line a byte at a
     // time with redisplay, ~5 ms for the 2 KB prime (measured), ~0.5 ms once it is off.
     format!(
-        " [ -n \"$BASH_VERSION\" ] && set +o emacs +o vi +H\n eval {}\n echo '{TOKEN_PREFIX}''{n}''P'\n",
-        single_quote(&s)
+        " [ -n \"$BASH_VERSION\" ] && set +o emacs +o vi +H\n eval {}\n{}",
+        single_quote(&s),
+        probe_line(nonce)
     )
+}
+
+/// The probe line: prints `TOKEN P` in every shell, fish and csh too. Split by quotes, so
+/// that its echo never reads as the marker.
+pub(crate) fn probe_line(nonce: &Nonce) -> String {
+    format!(" echo '{TOKEN_PREFIX}''{}''P'\n", nonce.as_str())
 }
 
 /// Interactive mode in bash, for a person attached to the shell: `__ss_on` gives back the

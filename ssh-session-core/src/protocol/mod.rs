@@ -18,7 +18,7 @@ mod parser;
 
 pub(crate) use encode::{command_line, echo_of, LinePrefix, ShellFlavor, EDITOR_OFF_LINE};
 pub(crate) use encode::{interactive_on_line, paste_keys, INTERACTIVE_OFF_KEYS};
-pub(crate) use encode::{prime_script, Output, Restore};
+pub(crate) use encode::{prime_script, probe_line, Output, Restore};
 pub(crate) use parser::{Event, MarkerParser, OnlcrDecoder};
 
 use rand::RngCore;

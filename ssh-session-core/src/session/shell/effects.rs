@@ -86,6 +86,11 @@ pub(super) enum PrimeVerdict {
     Waiting,
     /// Primed and ready for commands.
     Ready,
+    /// zsh answered, but the probe line typed after its prime has not come back: its line
+    /// editor may have lost the line's newline, so that the next line typed would become
+    /// its arguments. The claimer ends that line and types the probe again
+    /// (`spawn::wait_verdict`).
+    Syncing,
     /// The probe ran but the ready marker did not: the shell is not POSIX.
     NotPosix,
     /// The channel ended before the shell got ready.

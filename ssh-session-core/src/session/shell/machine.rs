@@ -87,12 +87,23 @@ enum Life {
         log: Vec<u8>,
         probed: bool,
         resync: bool,
+        /// A zsh's ready marker, held until its probe line comes back too (see
+        /// `PrimeVerdict::Syncing`).
+        answered: Option<Answered>,
     },
     /// Primed: commands may run.
     Ready(Live),
     /// A persistent shell whose link was lost: it (and its command) go on in tmux; its
     /// output resumes through the same parser when the session re-attaches.
     Detached(MarkerParser),
+}
+
+/// What a shell's ready marker said.
+#[derive(Debug)]
+pub(super) struct Answered {
+    pid: u32,
+    flavor: ShellFlavor,
+    cwd: Vec<u8>,
 }
 
 /// Everything about a session that changes.
@@ -281,6 +292,7 @@ impl Machine {
                     log: Vec::new(),
                     probed: false,
                     resync: false,
+                    answered: None,
                 }
             }
         };
@@ -291,6 +303,9 @@ impl Machine {
     pub(super) fn prime_verdict(&self) -> PrimeVerdict {
         match &self.life {
             Life::Ready(_) => PrimeVerdict::Ready,
+            Life::Priming {
+                answered: Some(_), ..
+            } => PrimeVerdict::Syncing,
             Life::Priming { probed: true, .. } => PrimeVerdict::NotPosix,
             Life::Priming { .. } => PrimeVerdict::Waiting,
             Life::Starting {
@@ -519,23 +534,23 @@ impl Machine {
                 let excess = log.len().saturating_sub(PRIME_LOG_CAP);
                 log.drain(..excess);
             }
+            (Life::Priming { answered, .. }, Event::Ready { pid, flavor, cwd })
+                if flavor == ShellFlavor::Zsh =>
+            {
+                // zsh's line editor may still have been reading as the prime arrived, and
+                // lose part of the probe line typed after it (seen under load): what is
+                // left of it would join the first command into a parse error. Ready once
+                // the probe comes back; until then the claimer types it again.
+                *answered = Some(Answered { pid, flavor, cwd });
+            }
             (Life::Priming { .. }, Event::Ready { pid, flavor, cwd }) => {
-                // Ready as soon as R arrives: the probe only tells a non-POSIX shell apart,
-                // and zsh may drop the probe line when its line editor was already reading.
-                self.cwd = String::from_utf8_lossy(&cwd).into_owned();
-                self.shell_pid = Some(pid);
-                self.flavor = flavor;
-                if let Life::Priming { live, resync, .. } =
-                    std::mem::replace(&mut self.life, Life::Gone(None))
-                {
-                    self.life = Life::Ready(live);
-                    if resync {
-                        // Primed again: whatever the command did, its end was not seen.
-                        self.mode = Mode::Agent;
-                        self.console.new_shell();
-                        self.finish(Outcome::Untracked, fx);
-                    }
-                    self.enter_if_attached(fx);
+                // Ready as soon as R arrives: bash and dash read the probe line without an
+                // editor; it only tells a non-POSIX shell apart.
+                self.primed(Answered { pid, flavor, cwd }, fx);
+            }
+            (Life::Priming { answered, .. }, Event::Probe) if answered.is_some() => {
+                if let Some(answer) = answered.take() {
+                    self.primed(answer, fx);
                 }
             }
             (Life::Priming { probed, .. }, Event::Probe) => {
@@ -559,6 +574,25 @@ impl Machine {
             (Life::Ready(_), event) => self.interactive_event(event, fx),
             // A late ready/probe, or the marker of a command no longer current.
             _ => {}
+        }
+    }
+
+    /// The shell answered its prime: commands may run.
+    fn primed(&mut self, answer: Answered, fx: &mut Effects) {
+        self.cwd = String::from_utf8_lossy(&answer.cwd).into_owned();
+        self.shell_pid = Some(answer.pid);
+        self.flavor = answer.flavor;
+        if let Life::Priming { live, resync, .. } =
+            std::mem::replace(&mut self.life, Life::Gone(None))
+        {
+            self.life = Life::Ready(live);
+            if resync {
+                // Primed again: whatever the command did, its end was not seen.
+                self.mode = Mode::Agent;
+                self.console.new_shell();
+                self.finish(Outcome::Untracked, fx);
+            }
+            self.enter_if_attached(fx);
         }
     }
 
@@ -854,6 +888,7 @@ impl Machine {
             log: Vec::new(),
             probed: false,
             resync: true,
+            answered: None,
         };
         Some(found)
     }

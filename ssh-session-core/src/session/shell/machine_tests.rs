@@ -38,6 +38,10 @@ fn ready_marker() -> Vec<u8> {
     format!("{t}R4242;x;/home/u{t}E\r\n", t = token()).into_bytes()
 }
 
+fn probe_marker() -> Vec<u8> {
+    format!("{t}P\r\n", t = token()).into_bytes()
+}
+
 fn done_marker(id: u64, code: i32) -> Vec<u8> {
     format!("{t}D{id};{code};/tmp{t}E\r\n", t = token()).into_bytes()
 }
@@ -337,4 +341,36 @@ fn a_slow_commands_own_marker_still_ends_it_during_a_resync() {
     assert_eq!(state(&mut m), CommandState::Exited);
     let _ = m.output(1, &ready_marker());
     assert!(matches!(m.prime_verdict(), PrimeVerdict::Ready));
+}
+
+#[test]
+fn a_zsh_is_ready_only_once_its_probe_line_came_back() {
+    // Seen under load (CI, and 2 of 20 loaded runs of agent_habits): zsh's line editor,
+    // still reading as the prime arrived, lost part of the probe line typed after it; what
+    // was left joined the first command line into `parse error near }'`.
+    let mut m = machine(false);
+    let _ = m.claim_start();
+    let generation = m.opened(Arc::new(Keys), Opening::Prime(Nonce::fixed(NONCE)));
+    let zsh = format!("{t}R4242;z;/home/u{t}E\r\n", t = token()).into_bytes();
+    let _ = m.output(generation, &zsh);
+    assert!(
+        matches!(m.prime_verdict(), PrimeVerdict::Syncing),
+        "no command may be typed before the probe line came back"
+    );
+    assert!(
+        m.begin_command("true", "test", false, HumanActivity::Report)
+            .is_err(),
+        "a command waits for the shell"
+    );
+    let _ = m.output(generation, &probe_marker());
+    assert!(matches!(m.prime_verdict(), PrimeVerdict::Ready));
+
+    // bash and dash are ready at once: their probe line cannot be lost (no editor reads it).
+    let mut m = ready(false);
+    assert!(matches!(m.prime_verdict(), PrimeVerdict::Ready));
+    let _ = m.output(1, &probe_marker());
+    assert!(
+        matches!(m.prime_verdict(), PrimeVerdict::Ready),
+        "a late probe changes nothing"
+    );
 }

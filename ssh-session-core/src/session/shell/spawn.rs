@@ -3,6 +3,7 @@
 //! persistent shell that survived a lost link.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -10,9 +11,9 @@ use super::driver::Driver;
 use super::effects::{GoneCause, Opening, PrimeVerdict};
 use crate::error::{Error, Result};
 use crate::persistent::{self, TmuxShell};
-use crate::protocol::{prime_script, Nonce, Output, Restore};
+use crate::protocol::{prime_script, probe_line, Nonce, Output, Restore};
 use crate::session::types::Notice;
-use crate::transport::{Channel, ShellRequest};
+use crate::transport::{Channel, ChannelInput, ShellRequest};
 
 /// Started instead of a login shell that is not POSIX (fish, csh): every shell can run it.
 const POSIX_FALLBACK: &str =
@@ -146,7 +147,7 @@ async fn prime(
     };
     let script = prime_script(&nonce, &driver.env_file_id, restore, output);
     let input = channel.input.clone();
-    driver.adopt(channel, Opening::Prime(nonce));
+    driver.adopt(channel, Opening::Prime(nonce.clone()));
     let timeout = driver.config.prime_timeout;
     let not_ready = |last_output: String| Error::ShellNotReady {
         session: driver.name.clone(),
@@ -161,7 +162,7 @@ async fn prime(
         return Err(SpawnError::Failed(e));
     }
     let deadline = Instant::now() + timeout;
-    match wait_verdict(driver, deadline).await {
+    match wait_verdict(driver, &input, &nonce, deadline).await {
         PrimeVerdict::Ready => Ok(()),
         PrimeVerdict::NotPosix => {
             driver.apply(|m| {
@@ -174,7 +175,7 @@ async fn prime(
         PrimeVerdict::Ended(cause) => Err(SpawnError::Failed(not_ready(format!(
             "(the shell ended: {cause})"
         )))),
-        PrimeVerdict::Waiting => {
+        PrimeVerdict::Waiting | PrimeVerdict::Syncing => {
             let log = driver.view(|m| m.prime_log());
             driver.apply(|m| {
                 m.priming_abandoned();
@@ -190,15 +191,48 @@ async fn prime(
     }
 }
 
+/// How long a zsh that answered its prime gets for its probe line before it is typed again
+/// (it normally comes in the same read as the ready marker).
+const PROBE_AGAIN: Duration = Duration::from_millis(300);
+
 /// Waits until the priming shell answers or `deadline` (then the verdict is `Waiting`).
-pub(super) async fn wait_verdict(driver: &Driver, deadline: Instant) -> PrimeVerdict {
+/// A zsh whose probe line does not come back (`PrimeVerdict::Syncing`) gets it again,
+/// after a newline that ends whatever is left of the lost one.
+pub(super) async fn wait_verdict(
+    driver: &Driver,
+    input: &Arc<dyn ChannelInput>,
+    nonce: &Nonce,
+    deadline: Instant,
+) -> PrimeVerdict {
+    let mut probe_again: Option<Instant> = None;
     loop {
         let since = driver.watch();
         let verdict = driver.view(|m| m.prime_verdict());
-        if !matches!(verdict, PrimeVerdict::Waiting) {
-            return verdict;
+        match verdict {
+            PrimeVerdict::Waiting => {}
+            PrimeVerdict::Syncing => {
+                let now = Instant::now();
+                match probe_again {
+                    None => probe_again = Some(now + PROBE_AGAIN),
+                    Some(at) if now >= at => {
+                        tracing::debug!(session = %driver.name, "zsh lost its probe line; typing it again");
+                        // What zsh lost is the probe's newline (its `echo` then took the
+                        // next line as arguments: `parse error near }`): a newline ends
+                        // that line, and the probe follows. Not Ctrl-C: with its line
+                        // editor off, zsh discards the next whole line after one.
+                        let mut again = String::from("\n");
+                        again.push_str(&probe_line(nonce));
+                        let _ = input.write(again.as_bytes()).await;
+                        probe_again = Some(Instant::now() + PROBE_AGAIN);
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            other => return other,
         }
-        if !driver.changed_before(deadline, since).await && Instant::now() >= deadline {
+        let wake = probe_again.map_or(deadline, |at| at.min(deadline));
+        if !driver.changed_before(wake, since).await && Instant::now() >= deadline {
             return PrimeVerdict::Waiting;
         }
     }

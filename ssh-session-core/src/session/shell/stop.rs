@@ -184,7 +184,7 @@ async fn resync(driver: &Arc<Driver>, id: u64) -> Result<bool> {
     let verdict = match input.write(typed.as_bytes()).await {
         Ok(()) => {
             let deadline = Instant::now() + driver.config.prime_timeout / 3;
-            spawn::wait_verdict(driver, deadline).await
+            spawn::wait_verdict(driver, &input, &nonce, deadline).await
         }
         Err(_) => PrimeVerdict::Waiting,
     };
@@ -192,7 +192,7 @@ async fn resync(driver: &Arc<Driver>, id: u64) -> Result<bool> {
         // Ready: the command ended as untracked (or with its own marker, if it was only
         // slow). Ended: the shell went away, and its command says so.
         PrimeVerdict::Ready | PrimeVerdict::Ended(_) => Ok(false),
-        PrimeVerdict::NotPosix | PrimeVerdict::Waiting => {
+        PrimeVerdict::NotPosix | PrimeVerdict::Waiting | PrimeVerdict::Syncing => {
             replace(driver, GoneCause::Unresponsive).await?;
             Ok(true)
         }
