@@ -177,6 +177,23 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prints a one-time login link to the session's terminal in a browser page: you (or
+    /// whoever you give it to) watch, type and cancel there, tracked like `attach`. The
+    /// daemon serves it on a free 127.0.0.1 port; the link works once, for 15 minutes,
+    /// and logs that browser in for 12 hours.
+    Share {
+        /// The session.
+        name: String,
+        /// The link only lets its opener watch: no typing, resizing or cancelling.
+        #[arg(long)]
+        read_only: bool,
+        /// Also open it in a browser ($BROWSER, else xdg-open).
+        #[arg(long)]
+        open: bool,
+        /// JSON for scripts (url, expires_at, read_only).
+        #[arg(long)]
+        json: bool,
+    },
     /// Closes a session (its shell and, if unused, its connection).
     Close {
         /// The session.

@@ -127,6 +127,32 @@ async fn run_once(cli: Cli) -> Result<i32, CliError> {
             }
             Ok(0)
         }
+        Command::Share {
+            name,
+            read_only,
+            open,
+            json,
+        } => {
+            let mut client = session_client(global, &paths, &name).await?;
+            let share = match client.call(&Request::Share { name, read_only }).await? {
+                Response::Share(share) => share,
+                other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
+            };
+            if json {
+                print_json(&share)?;
+            } else {
+                write_out(format!("{}\n", share.url).as_bytes())?;
+                eprintln!(
+                    "works once, until {}, and only from this machine (127.0.0.1); \
+                     the browser it logs in stays in for 12 hours",
+                    share.expires_at
+                );
+            }
+            if open {
+                open_in_browser(&share.url)?;
+            }
+            Ok(0)
+        }
         Command::Close { name } => {
             let mut client = session_client(global, &paths, &name).await?;
             expect_done(&mut client, &Request::Close { name }).await
@@ -418,4 +444,32 @@ fn write_out(bytes: &[u8]) -> Result<(), CliError> {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Opens `url` with `$BROWSER` (a command, as `man 7 environ` has it), else `xdg-open`;
+/// the browser is left running.
+fn open_in_browser(url: &str) -> Result<(), CliError> {
+    let browser = std::env::var("BROWSER")
+        .ok()
+        .filter(|b| !b.trim().is_empty());
+    let program = browser.as_deref().unwrap_or("xdg-open");
+    let mut words = program.split_whitespace();
+    let Some(command) = words.next() else {
+        return Ok(());
+    };
+    std::process::Command::new(command)
+        .args(words)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| {
+            CliError::io(
+                format!(
+                    "opening a browser with `{program}` (set BROWSER to one, or open the link above yourself)"
+                ),
+                e,
+            )
+        })
 }

@@ -22,7 +22,7 @@ use ssh_session_core::{
 
 /// Bumped whenever a message changes shape: a client and a daemon that disagree on it
 /// refuse to talk.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// This crate's version, carried in the hello so a mismatch can be named.
 pub(crate) const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -165,6 +165,15 @@ pub(crate) enum Request {
         /// The session.
         name: String,
     },
+    /// A one-time login link to the session's browser terminal (the daemon starts serving
+    /// it on a free loopback port the first time). Answer: `Share`.
+    Share {
+        /// The session.
+        name: String,
+        /// The link only lets its opener watch.
+        #[serde(default)]
+        read_only: bool,
+    },
     /// Closes a session. Answer: `Done`.
     Close {
         /// The session.
@@ -275,6 +284,8 @@ pub(crate) enum Response {
         /// Oldest first.
         entries: Vec<HistoryView>,
     },
+    /// A browser terminal login link.
+    Share(ShareView),
     /// Attached to the session's terminal.
     Attached {
         /// The command running now, if any (a program's or a person's).
@@ -303,6 +314,27 @@ pub(crate) enum Response {
         /// The message, saying what to do.
         message: String,
     },
+}
+
+/// A login link to a session's browser terminal, for the wire and for `--json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ShareView {
+    /// Open it in a browser, once: it carries a one-time secret.
+    pub url: String,
+    /// When it stops working, RFC 3339 (UTC).
+    pub expires_at: String,
+    /// Whether it only lets its opener watch.
+    pub read_only: bool,
+}
+
+impl From<&ssh_session_web::Share> for ShareView {
+    fn from(share: &ssh_session_web::Share) -> Self {
+        ShareView {
+            url: share.url.clone(),
+            expires_at: humantime::format_rfc3339_seconds(share.expires_at).to_string(),
+            read_only: share.read_only,
+        }
+    }
 }
 
 /// A command's outcome, for the wire and for `--json`.

@@ -16,7 +16,7 @@ use crate::cli::check_new_session_name;
 use crate::error::classify;
 use crate::protocol::{
     decode, encode, to_line, ConnectSpec, ErrorKind, Hello, HistoryView, Request, Response,
-    ResultView, SessionView,
+    ResultView, SessionView, ShareView,
 };
 
 /// The reading side of a client connection, one JSON message per line.
@@ -226,6 +226,25 @@ async fn handle(
             },
             Err(e) => return w.error(&e).await,
         },
+        Request::Share { name, read_only } => {
+            // The session is checked first: a typo opens no port.
+            if let Err(e) = manager.get(&name) {
+                return w.error(&e).await;
+            }
+            let shared = async { daemon.web().await?.share(Some(&name), read_only) };
+            match shared.await {
+                Ok(share) => Response::Share(ShareView::from(&share)),
+                Err(e) => Response::Error {
+                    error: match e {
+                        ssh_session_web::WebError::NoSuchSession { .. } => {
+                            ErrorKind::UnknownSession
+                        }
+                        _ => ErrorKind::Other,
+                    },
+                    message: e.to_string(),
+                },
+            }
+        }
         Request::Close { name } => done_or_error(manager.close(&name).await),
         Request::Shutdown => {
             tracing::info!("stop requested by a client");

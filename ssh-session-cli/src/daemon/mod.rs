@@ -11,6 +11,7 @@ mod attach;
 mod handler;
 
 use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -49,6 +50,9 @@ pub(crate) struct Daemon {
     answering: watch::Sender<usize>,
     /// The uid allowed to connect: ours.
     uid: u32,
+    /// The browser terminal, started by the first `share`: a daemon nobody shares from
+    /// opens no TCP port.
+    web: tokio::sync::OnceCell<ssh_session_web::Web>,
 }
 
 struct Activity {
@@ -113,6 +117,36 @@ impl Daemon {
     fn request_stop(&self) {
         self.stopping.store(true, Ordering::Release);
         self.stop.notify_one();
+    }
+
+    /// The browser terminal over this daemon's sessions, serving on a free loopback port
+    /// from the first call until the daemon stops.
+    pub(crate) async fn web(&self) -> Result<&ssh_session_web::Web, ssh_session_web::WebError> {
+        self.web
+            .get_or_try_init(|| async {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+                let listener = ssh_session_web::bind(addr).await?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| ssh_session_web::WebError::Listen { addr, source })?;
+                let web = ssh_session_web::Web::new(
+                    self.manager.clone(),
+                    bound,
+                    ssh_session_web::WebOptions::default(),
+                )?;
+                let mut stopped = self.stopped.subscribe();
+                let serving = web.clone().serve(listener, async move {
+                    let _ = stopped.wait_for(|done| *done).await;
+                });
+                tokio::spawn(async move {
+                    if let Err(e) = serving.await {
+                        tracing::warn!("{e}");
+                    }
+                });
+                tracing::info!(url = web.base_url(), "browser terminal serving");
+                Ok(web)
+            })
+            .await
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -192,6 +226,7 @@ async fn serve(
         answering: watch::channel(0).0,
         // SAFETY: geteuid has no preconditions.
         uid: unsafe { libc::geteuid() },
+        web: tokio::sync::OnceCell::new(),
     });
     tracing::info!(
         socket = %socket.display(),
