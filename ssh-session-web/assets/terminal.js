@@ -12,7 +12,15 @@
   const watch = document.getElementById("watch");
   const forcedReadOnly = root.dataset.readOnly === "1";
 
-  const term = new Terminal({ cursorBlink: true, scrollback: 5000, fontSize: 14 });
+  // With the font's own line height the DOM renderer clips underscores (seen in the
+  // screenshot of the browser tests); 1.2 leaves room for them.
+  const term = new Terminal({
+    cursorBlink: true,
+    scrollback: 5000,
+    fontSize: 14,
+    lineHeight: 1.2,
+    fontFamily: '"DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace',
+  });
   const fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
   term.open(root);
