@@ -24,6 +24,7 @@
 //! `chromium-driver`, which `.ci/run` installs).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a panic is its failure report
 
+mod attached;
 #[allow(dead_code)] // shared with the latency bench, which uses all of it
 mod openssh;
 #[allow(dead_code)] // shared with the latency bench, which uses all of it
@@ -31,11 +32,10 @@ mod stats;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::FutureExt;
+use attached::{drain, n, until};
 use serde_json::Value;
 use ssh_session_core::{
-    AttachOptions, Attachment, ExecOptions, Session, SessionConfig, SessionManager, ShellSession,
-    TerminalEvent, TransportKind,
+    AttachOptions, ExecOptions, Session, SessionConfig, SessionManager, ShellSession, TransportKind,
 };
 use ssh_session_testkit::browser::{Browser, Key};
 use ssh_session_testkit::Sshd;
@@ -78,14 +78,6 @@ fn progress(what: &str) {
     eprintln!("[bench browser] {what}");
 }
 
-fn n(full: usize) -> usize {
-    if std::env::var("SSH_SESSION_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0") {
-        full.div_ceil(10)
-    } else {
-        full
-    }
-}
-
 /// This process's resident memory, in KiB.
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -117,23 +109,6 @@ async fn join(web: &Web, session: &str) -> Browser {
         )
         .await;
     browser
-}
-
-/// Reads the attachment's output until it holds `needle` (bounded: 10 s).
-async fn until(a: &mut Attachment, needle: &[u8]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    while !seen.windows(needle.len()).any(|w| w == needle) {
-        match tokio::time::timeout_at(deadline, a.next()).await {
-            Ok(Some(TerminalEvent::Output(b))) => seen.extend_from_slice(&b),
-            Ok(Some(_)) => {}
-            other => panic!("never saw {:?}: {other:?}", String::from_utf8_lossy(needle)),
-        }
-    }
-}
-
-fn drain(a: &mut Attachment) {
-    while let Some(Some(_)) = a.next().now_or_never() {}
 }
 
 /// Keys typed into the page, one at a time; the in-page times of the typed ones: until the

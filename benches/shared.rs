@@ -19,6 +19,7 @@
 //! `cargo bench -p ssh-session-benches --bench shared`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a panic is its failure report
 
+mod attached;
 #[allow(dead_code)] // shared with the latency bench, which uses all of it
 mod openssh;
 #[allow(dead_code)] // shared with the latency bench, which uses all of it
@@ -26,10 +27,9 @@ mod stats;
 
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use attached::{drain, n, until};
 use ssh_session_core::{
-    AttachOptions, Attachment, ExecOptions, Session, SessionConfig, SessionManager, ShellSession,
-    TerminalEvent, TransportKind,
+    AttachOptions, ExecOptions, Session, SessionConfig, SessionManager, ShellSession, TransportKind,
 };
 use ssh_session_testkit::Sshd;
 use stats::{ms, Stats};
@@ -46,36 +46,6 @@ fn machine(program: &str, args: &[&str]) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|_| "?".into())
-}
-
-fn n(full: usize) -> usize {
-    if std::env::var("SSH_SESSION_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0") {
-        full.div_ceil(10)
-    } else {
-        full
-    }
-}
-
-/// Reads the attachment's output until it holds `needle` (bounded: 10 s).
-async fn until(a: &mut Attachment, needle: &[u8]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    while !seen.windows(needle.len()).any(|w| w == needle) {
-        match tokio::time::timeout_at(deadline, a.next()).await {
-            Ok(Some(TerminalEvent::Output(b))) => seen.extend_from_slice(&b),
-            Ok(Some(_)) => {}
-            other => panic!(
-                "never saw {:?}: {other:?} after {:?}",
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(&seen)
-            ),
-        }
-    }
-}
-
-/// Drops whatever the attachment has received so far.
-fn drain(a: &mut Attachment) {
-    while let Some(Some(_)) = a.next().now_or_never() {}
 }
 
 async fn exec_true(s: &ShellSession, count: usize) -> Vec<Duration> {
