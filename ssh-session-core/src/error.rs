@@ -265,9 +265,62 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A file operation failed: on the remote host, or for transfers on the local side.
+    #[error("session {session:?}: cannot {op} {path:?}: {problem}")]
+    File {
+        /// The session.
+        session: String,
+        /// What was being done (`read`, `write`, `list`, `upload`...).
+        op: String,
+        /// The path it failed on (remote, unless `problem` is [`FileProblem::Local`]).
+        path: String,
+        /// Why, for programs to act on.
+        problem: FileProblem,
+    },
     /// The session manager was shut down.
     #[error("the session manager has been shut down")]
     ShutDown,
+}
+
+/// Why a file operation failed (see [`Error::File`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileProblem {
+    /// The path, or a directory on it, does not exist.
+    #[error("no such file or directory; check the path, or list its parent directory")]
+    NotFound,
+    /// The remote user may not do this there.
+    #[error("permission denied for the remote user; use a path that user may access")]
+    PermissionDenied,
+    /// Something is in the way.
+    #[error("it already exists")]
+    AlreadyExists,
+    /// A file stands where a directory is needed.
+    #[error("a part of the path is not a directory")]
+    NotADirectory,
+    /// A directory was named where a file is needed.
+    #[error("it is a directory; name a file, or copy it recursively")]
+    IsADirectory,
+    /// A guarded write found the file changed since it was read: nothing was written.
+    #[error("it changed since it was read: expected sha256 {expected}, but it is now {}; nothing was written. Read it again, redo the edit, and write with the new hash", .current.as_deref().unwrap_or("missing (the file is gone)"))]
+    Changed {
+        /// The hash the caller expected.
+        expected: String,
+        /// The file's hash now, `None` if it no longer exists.
+        current: Option<String>,
+    },
+    /// The local side of a transfer failed.
+    #[error("on this machine: {0}")]
+    Local(String),
+    /// The request cannot work as given (a bad range, an encoding, a name).
+    #[error("{0}")]
+    Invalid(String),
+    /// The file channel failed or timed out; the connection may have dropped.
+    #[error("the file channel failed ({0}); retry once the session is connected")]
+    Channel(String),
+    /// The server refused it for another reason.
+    #[error("the server said: {0}")]
+    Failed(String),
 }
 
 /// What kind of failure an [`Error`] is, for front ends that map failures to their own
@@ -298,6 +351,12 @@ pub enum ErrorKind {
     Disconnected,
     /// The session manager is shutting down: nothing was done.
     ShuttingDown,
+    /// A file or directory that does not exist.
+    NotFound,
+    /// The remote user may not do it.
+    PermissionDenied,
+    /// The target changed or is in the way: a guarded write found another hash.
+    Conflict,
 }
 
 impl ErrorKind {
@@ -315,6 +374,9 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::Disconnected => "disconnected",
             ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Conflict => "conflict",
         }
     }
 }
@@ -346,6 +408,17 @@ impl Error {
             Error::Reconnecting { .. } | Error::Disconnected { .. } | Error::Closed { .. } => {
                 ErrorKind::Disconnected
             }
+            Error::File { problem, .. } => match problem {
+                FileProblem::NotFound => ErrorKind::NotFound,
+                FileProblem::PermissionDenied => ErrorKind::PermissionDenied,
+                FileProblem::Changed { .. } | FileProblem::AlreadyExists => ErrorKind::Conflict,
+                FileProblem::Channel(_) => ErrorKind::Disconnected,
+                FileProblem::NotADirectory
+                | FileProblem::IsADirectory
+                | FileProblem::Local(_)
+                | FileProblem::Invalid(_)
+                | FileProblem::Failed(_) => ErrorKind::InvalidInput,
+            },
             Error::JumpHost { source, .. } => source.kind(),
             Error::ShutDown => ErrorKind::ShuttingDown,
         }

@@ -75,6 +75,7 @@
 
 pub mod config;
 pub mod error;
+pub mod files;
 mod manager;
 pub mod options;
 mod persistent;
@@ -86,7 +87,7 @@ pub use config::{
     list_host_aliases, resolve_host, Agent, ConfigResolver, HostAlias, HostSpec, ResolvedBy,
     ResolvedHost,
 };
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, FileProblem, Result};
 pub use manager::{validate_name, ConnectionInfo, SessionManager};
 pub use options::{
     local_user, ConnectOptions, HostKeyPolicy, IdentityFile, JumpHost, PasswordCallback,

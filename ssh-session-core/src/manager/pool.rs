@@ -535,6 +535,10 @@ impl Transport for Lease {
         self.transport().open_direct_tcpip(host, port).await
     }
 
+    async fn open_subsystem(&self, name: &str) -> Result<Box<dyn TunnelStream>> {
+        self.transport().open_subsystem(name).await
+    }
+
     fn is_closed(&self) -> bool {
         self.released.load(Ordering::Acquire) || self.transport().is_closed()
     }

@@ -363,6 +363,9 @@ impl Transport for TmuxTransport {
     async fn open_direct_tcpip(&self, host: &str, port: u16) -> Result<Box<dyn TunnelStream>> {
         self.inner.open_direct_tcpip(host, port).await
     }
+    async fn open_subsystem(&self, name: &str) -> Result<Box<dyn TunnelStream>> {
+        self.inner.open_subsystem(name).await
+    }
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }

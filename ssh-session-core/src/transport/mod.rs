@@ -171,6 +171,8 @@ pub trait Transport: Send + Sync + fmt::Debug {
     async fn open_exec(&self, command: &str, pty: Option<PtyRequest>) -> Result<Channel>;
     /// Opens a TCP tunnel from the server to `host:port`.
     async fn open_direct_tcpip(&self, host: &str, port: u16) -> Result<Box<dyn TunnelStream>>;
+    /// Opens a channel running the server's subsystem `name` (`"sftp"`), as one byte stream.
+    async fn open_subsystem(&self, name: &str) -> Result<Box<dyn TunnelStream>>;
     /// Whether the connection is gone.
     fn is_closed(&self) -> bool;
     /// Closes the connection and every channel on it.

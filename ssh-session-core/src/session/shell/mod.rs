@@ -153,6 +153,16 @@ impl ShellSession {
         close::shutdown(&self.driver, false).await
     }
 
+    /// Opens an SFTP channel on the session's connection for its files. Relative paths
+    /// start at the shell's working directory as of now. Works on both transports and
+    /// while a command runs (it does not use the shell).
+    pub async fn files(&self) -> Result<crate::files::RemoteFiles> {
+        self.check_open()?;
+        let base = self.driver.view(|m| m.cwd());
+        crate::files::RemoteFiles::open(self.driver.transport().as_ref(), &self.driver.name, base)
+            .await
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.driver.view(|m| m.is_closed()) {
             return Err(Error::Closed {

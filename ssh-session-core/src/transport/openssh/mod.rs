@@ -49,6 +49,7 @@ mod errors;
 mod input;
 mod master;
 mod mux;
+mod subsystem;
 mod tunnel;
 
 use std::path::PathBuf;
@@ -374,6 +375,15 @@ impl Transport for OpenSshTransport {
             self.master.failures(),
             target,
         )))
+    }
+
+    async fn open_subsystem(&self, name: &str) -> Result<Box<dyn TunnelStream>> {
+        let what = format!("the {name} subsystem");
+        let lease = self.lease(&what)?;
+        let stream = subsystem::open(self.session.clone(), name, lease)
+            .await
+            .map_err(|e| self.refused(&what, mux_detail(&e)))?;
+        Ok(Box::new(stream))
     }
 
     /// A flag set when the master process exits (its supervisor waits on it): no I/O.

@@ -278,6 +278,33 @@ impl Transport for RusshTransport {
         Ok(Box::new(channel.into_stream()))
     }
 
+    async fn open_subsystem(&self, name: &str) -> Result<Box<dyn TunnelStream>> {
+        let what = format!("the {name} subsystem");
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.refused("a session channel", e))?;
+        channel
+            .request_subsystem(true, name)
+            .await
+            .map_err(|e| self.refused(&what, e))?;
+        // A subsystem speaks only once spoken to, so nothing but the reply can come first.
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Success) => break,
+                Some(ChannelMsg::Failure) => {
+                    return Err(self.refused(&what, "the server has no such subsystem"))
+                }
+                Some(ChannelMsg::Close) | None => {
+                    return Err(self.refused(&what, "the channel closed"))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Box::new(channel.into_stream()))
+    }
+
     fn is_closed(&self) -> bool {
         // A dead hop kills the tunnel through it, even before the target notices.
         self.closed.load(Ordering::Relaxed)
