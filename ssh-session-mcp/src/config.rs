@@ -44,6 +44,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `--http` mode only.
     pub http: HttpConfig,
+    /// Local directories `ssh_upload` and `ssh_download` may use, besides the client's MCP
+    /// roots (`~` expands). With neither, local paths are refused.
+    pub local_dirs: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             reconnect: ReconnectConfig::default(),
             policy: PolicyConfig::default(),
             http: HttpConfig::default(),
+            local_dirs: Vec::new(),
         }
     }
 }

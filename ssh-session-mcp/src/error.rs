@@ -129,6 +129,19 @@ impl IntoCallToolResult for McpError {
                     .map(crate::tools::results::HumanCommandItem::from)
                     .collect::<Vec<_>>(),
             })),
+            // A guarded write that found the file changed: the current hash as a field, so
+            // an agent can re-read and retry without parsing the sentence.
+            McpError::Session(ssh_session_core::Error::File {
+                path,
+                problem: ssh_session_core::FileProblem::Changed { expected, current },
+                ..
+            }) => CallToolResult::structured_error(serde_json::json!({
+                "error": "conflict",
+                "message": message,
+                "path": path,
+                "expected_sha256": expected,
+                "current_sha256": current,
+            })),
             _ => CallToolResult::error(vec![ContentBlock::text(message)]),
         };
         Ok(result.into())

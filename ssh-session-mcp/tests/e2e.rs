@@ -99,6 +99,11 @@ fn a_command_cut_off_by_a_lost_link_is_an_error_then_the_session_recovers() {
 }
 
 #[test]
+fn files_guarded_edits_listings_and_transfers_under_roots() {
+    scenario("files", Sshd::shared());
+}
+
+#[test]
 fn six_parallel_sessions() {
     scenario("parallel", Sshd::shared());
 }

@@ -162,6 +162,16 @@ impl SessionRules {
         Ok(())
     }
 
+    /// Whether files may be changed or tunnels opened (`what`): not on a read-only host.
+    pub fn check_change(&self, what: &str) -> Result<(), String> {
+        match &self.rule {
+            Some(rule) if rule.read_only => Err(format!(
+                "refused: this host is read-only in the server's policy, so {what} is not allowed; read files and run inspection commands only"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `command` may run; the error names the rule that refuses it.
     pub fn check_command(&self, command: &str) -> Result<(), String> {
         let Some(rule) = &self.rule else {

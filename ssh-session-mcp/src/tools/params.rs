@@ -152,3 +152,71 @@ pub struct HistoryArgs {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoArgs {}
+
+/// `ssh_read_file`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadFileArgs {
+    /// Session name
+    pub session: String,
+    /// Remote path; relative to the session's cwd
+    pub path: String,
+    /// First byte (default 0)
+    pub offset: Option<u64>,
+    /// Most bytes to return (default 30000, at most 8 MiB)
+    pub limit: Option<u64>,
+}
+
+/// `ssh_write_file`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteFileArgs {
+    /// Session name
+    pub session: String,
+    /// Remote path; relative to the session's cwd
+    pub path: String,
+    /// The whole new content
+    pub content: String,
+    /// "utf-8" (default) or "base64"
+    pub encoding: Option<String>,
+    /// Refuse unless the file still has this sha256 (from ssh_read_file)
+    pub expected_sha256: Option<String>,
+    /// Octal mode such as "644" (default: the replaced file's, else 644)
+    pub mode: Option<String>,
+    /// Create missing parent directories
+    pub create_dirs: Option<bool>,
+}
+
+/// `ssh_list_dir`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListDirArgs {
+    /// Session name
+    pub session: String,
+    /// Remote directory (default: the session's cwd)
+    pub path: Option<String>,
+}
+
+/// `ssh_upload`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadArgs {
+    /// Session name
+    pub session: String,
+    /// Absolute local file or directory, under the client's roots
+    pub local_path: String,
+    /// Remote target; relative to the session's cwd
+    pub remote_path: String,
+}
+
+/// `ssh_download`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadArgs {
+    /// Session name
+    pub session: String,
+    /// Remote file or directory; relative to the session's cwd
+    pub remote_path: String,
+    /// Absolute local target, under the client's roots
+    pub local_path: String,
+}

@@ -329,3 +329,67 @@ impl From<HistoryEntry> for HistoryItem {
         }
     }
 }
+
+/// `ssh_read_file`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReadFileResult {
+    /// The bytes read, as text or base64
+    pub content: String,
+    /// "utf-8" or "base64"
+    pub encoding: String,
+    /// The whole file's size
+    pub size: u64,
+    /// The whole file's sha256 (null for a partial read of a file over 64 MiB)
+    pub sha256: Option<String>,
+    /// Octal mode
+    pub mode: String,
+    /// More bytes follow: read on with offset
+    pub truncated: bool,
+}
+
+/// `ssh_write_file`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WriteFileResult {
+    /// The file written (absolute)
+    pub path: String,
+    /// Its size
+    pub size: u64,
+    /// Its sha256
+    pub sha256: String,
+}
+
+/// `ssh_list_dir`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ListDirResult {
+    /// Entries by name
+    pub entries: Vec<DirEntryItem>,
+}
+
+/// One `ssh_list_dir` entry.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DirEntryItem {
+    /// Name
+    pub name: String,
+    /// "file", "dir", "symlink" or "other"
+    #[serde(rename = "type")]
+    pub r#type: String,
+    /// Size in bytes
+    pub size: u64,
+    /// Octal mode
+    pub mode: String,
+    /// Last modification
+    pub modified: Option<String>,
+}
+
+/// `ssh_upload` and `ssh_download`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TransferResult {
+    /// Bytes copied
+    pub bytes: u64,
+    /// Files copied
+    pub files: u64,
+    /// The file's sha256, when one file was copied
+    pub sha256: Option<String>,
+    /// How long it took
+    pub duration_ms: u64,
+}

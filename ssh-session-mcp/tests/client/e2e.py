@@ -25,6 +25,7 @@ SLEEP = f"{300 + os.getpid() % 1000}.{os.getpid()}"
 TOOLS = [
     "ssh_connect", "ssh_exec", "ssh_read_output", "ssh_send_input", "ssh_interrupt", "ssh_cancel",
     "ssh_disconnect", "ssh_list_sessions", "ssh_list_hosts", "ssh_session_status", "ssh_history", "ssh_share",
+    "ssh_read_file", "ssh_write_file", "ssh_list_dir", "ssh_upload", "ssh_download",
 ]
 
 
@@ -70,12 +71,18 @@ class Client:
 
 
 @asynccontextmanager
-async def server(args=None, env=None):
+async def server(args=None, env=None, roots=None):
     params = StdioServerParameters(
         command=ENV["bin"], args=args if args is not None else server_args(), env=env
     )
+    list_roots = None
+    if roots is not None:
+        from mcp import types
+
+        async def list_roots(_ctx):
+            return types.ListRootsResult(roots=[types.Root(uri=f"file://{r}") for r in roots])
     async with stdio_client(params) as (read, write):
-        async with ClientSession(read, write) as session:
+        async with ClientSession(read, write, list_roots_callback=list_roots) as session:
             await session.initialize()
             yield Client(session)
 
@@ -111,10 +118,10 @@ async def tools_list():
             check(t.description and len(t.description) < 200, "description", t.name)
             check(t.annotations is not None and t.annotations.read_only_hint is not None, "annotations", t.name)
         ro = {t.name for t in listed if t.annotations.read_only_hint}
-        check({"ssh_list_sessions", "ssh_list_hosts", "ssh_session_status", "ssh_history"} <= ro, "read-only hints", ro)
+        check({"ssh_list_sessions", "ssh_list_hosts", "ssh_session_status", "ssh_history", "ssh_read_file", "ssh_list_dir"} <= ro, "read-only hints", ro)
         size = len(json.dumps([t.model_dump(mode="json", exclude_none=True) for t in listed]))
-        # ~4 characters per token: the whole list must cost an agent at most ~4k tokens.
-        check(size <= 16000, "tool list too large for an agent's context", size)
+        # ~4 characters per token: the whole list must cost an agent at most ~5k tokens.
+        check(size <= 20000, "tool list too large for an agent's context", size)
         print(f"tools/list: {len(listed)} tools, {size} bytes of JSON")
         if os.environ.get("DUMP_TOOLS"):
             print(json.dumps([t.model_dump(mode="json", exclude_none=True) for t in listed], indent=1))
@@ -559,7 +566,99 @@ async def cancel():
         check(all(e["source"] == "mcp" for e in h) and h[-1]["cwd"] == "/tmp", "sources and cwd", h)
 
 
-SCENARIOS = {f.__name__: f for f in (cancel, disconnect, link_lost, tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
+async def files():
+    import base64
+    import hashlib
+
+    local = os.path.join(ENV["tmp"], "files")
+    os.makedirs(local)
+    remote = f"/tmp/mcp-files-{os.getpid()}"
+    async with server(roots=[local]) as c:
+        await c.connect("f")
+        await c.run("f", f"rm -rf {remote} && mkdir -p {remote} && cd {remote}")
+        # Relative paths start at the session's cwd.
+        w = await c.ok("ssh_write_file", session="f", path="conf/app.toml", content="debug = false\n", create_dirs=True)
+        check(w["path"] == f"{remote}/conf/app.toml" and w["size"] == 14, "write", w)
+        check(w["sha256"] == hashlib.sha256(b"debug = false\n").hexdigest(), "write hash", w)
+        r = await c.ok("ssh_read_file", session="f", path="conf/app.toml")
+        check(r["content"] == "debug = false\n" and r["encoding"] == "utf-8" and r["sha256"] == w["sha256"], "read", r)
+        check(r["mode"] == "0644" and r["truncated"] is False and r["size"] == 14, "read fields", r)
+
+        # Someone changes it: the guarded write is refused with the current hash, unchanged.
+        await c.run("f", "echo 'port = 1' >> conf/app.toml")
+        res = await c.call("ssh_write_file", session="f", path="conf/app.toml", content="debug = true\n", expected_sha256=r["sha256"])
+        check(res.is_error, "guarded write refused", res)
+        sc = res.structured_content
+        now = (await c.run("f", "sha256sum conf/app.toml | cut -d' ' -f1"))["output"].strip()
+        check(sc["error"] == "conflict" and sc["current_sha256"] == now and sc["expected_sha256"] == r["sha256"], "conflict fields", sc)
+        check(now in res.content[0].text and "nothing was written" in res.content[0].text, "conflict text", res.content)
+        check((await c.run("f", "cat conf/app.toml"))["output"] == "debug = false\nport = 1\n", "unchanged", None)
+        w = await c.ok("ssh_write_file", session="f", path="conf/app.toml", content="debug = true\n", expected_sha256=now, mode="600")
+        check((await c.run("f", "cat conf/app.toml; stat -c %a conf/app.toml"))["output"] == "debug = true\n600\n", "guarded write with the new hash", None)
+
+        # Binary content goes as base64 both ways; ranges page through.
+        blob = bytes(range(256)) * 40
+        await c.ok("ssh_write_file", session="f", path="blob.bin", content=base64.b64encode(blob).decode(), encoding="base64")
+        r = await c.ok("ssh_read_file", session="f", path="blob.bin", offset=200, limit=100)
+        check(r["encoding"] == "base64" and base64.b64decode(r["content"]) == blob[200:300], "binary range", r)
+        check(r["truncated"] is True and r["size"] == len(blob) and r["sha256"] == hashlib.sha256(blob).hexdigest(), "range fields", r)
+
+        entries = (await c.ok("ssh_list_dir", session="f"))["entries"]
+        check([(e["name"], e["type"]) for e in entries] == [("blob.bin", "file"), ("conf", "dir")], "list", entries)
+        check(entries[0]["size"] == len(blob) and entries[0]["modified"], "list fields", entries)
+        e = await c.err("ssh_read_file", session="f", path="nope.txt")
+        check(f"{remote}/nope.txt" in e and "no such file" in e, "missing file", e)
+        e = await c.err("ssh_list_dir", session="f", path="blob.bin")
+        check("not a directory" in e, "list a file", e)
+        e = await c.err("ssh_write_file", session="f", path="x", content="x", mode="999")
+        check("octal" in e, "bad mode", e)
+
+        # Transfers: only under the client's roots, with progress.
+        data = os.urandom(3 << 20)
+        with open(os.path.join(local, "up.bin"), "wb") as f:
+            f.write(data)
+        seen = []
+
+        async def progress(done, total, message):
+            seen.append((done, total))
+        res = await c.call("ssh_upload", progress=progress, session="f", local_path=os.path.join(local, "up.bin"), remote_path="up.bin")
+        check(not res.is_error, "upload", res.content)
+        t = res.structured_content
+        check(t["bytes"] == len(data) and t["files"] == 1 and t["sha256"] == hashlib.sha256(data).hexdigest(), "upload result", t)
+        check(seen and seen[-1][1] == len(data), "upload progress", seen)
+        t = await c.ok("ssh_download", session="f", remote_path="conf", local_path=os.path.join(local, "conf-copy"))
+        check(t["files"] == 1 and open(os.path.join(local, "conf-copy", "app.toml")).read() == "debug = true\n", "download a tree", t)
+        t = await c.ok("ssh_download", session="f", remote_path="up.bin", local_path=os.path.join(local, "down.bin"))
+        check(open(os.path.join(local, "down.bin"), "rb").read() == data, "download bytes", t)
+        e = await c.err("ssh_download", session="f", remote_path="up.bin", local_path="/etc/mcp-e2e-nope")
+        check("outside the directories" in e and local in e, "outside the roots", e)
+        e = await c.err("ssh_upload", session="f", local_path=os.path.join(local, "..", "..", "..", "etc", "passwd"), remote_path="x")
+        check("outside the directories" in e, "dot-dot does not escape", e)
+        e = await c.err("ssh_upload", session="f", local_path="up.bin", remote_path="x")
+        check("absolute" in e, "relative local path", e)
+        await c.run("f", f"cd / && rm -rf {remote}")
+        await healthy(c)
+    # Without roots or local_dirs, no local path is open.
+    async with server() as c:
+        await c.connect("g")
+        e = await c.err("ssh_download", session="g", remote_path="/etc/hostname", local_path=os.path.join(local, "h"))
+        check("no local directory is open" in e, "no roots", e)
+    # A read-only host reads files, and refuses writes and uploads.
+    config = os.path.join(ENV["tmp"], "ro.toml")
+    with open(config, "w") as f:
+        f.write('[[policy.hosts]]\npattern = "127.0.0.1"\nread_only = true\n')
+    async with server(server_args(extra=["--config", config]), roots=[local]) as c:
+        await c.connect("ro")
+        check((await c.ok("ssh_read_file", session="ro", path="/etc/hostname"))["size"] > 0, "read on read-only", None)
+        e = await c.err("ssh_write_file", session="ro", path="/tmp/mcp-ro-nope", content="x")
+        check("read-only" in e, "write refused", e)
+        e = await c.err("ssh_upload", session="ro", local_path=os.path.join(local, "up.bin"), remote_path="/tmp/mcp-ro-nope")
+        check("read-only" in e, "upload refused", e)
+        r = await c.run("ro", "ls /tmp/mcp-ro-nope")
+        check(r["exit_code"] != 0, "nothing written", r)
+
+
+SCENARIOS = {f.__name__: f for f in (files, cancel, disconnect, link_lost, tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
 
 if __name__ == "__main__":
     asyncio.run(asyncio.wait_for(SCENARIOS[sys.argv[1]](), timeout=240))
