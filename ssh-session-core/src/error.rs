@@ -277,6 +277,14 @@ pub enum Error {
         /// Why, for programs to act on.
         problem: FileProblem,
     },
+    /// A session did not even take a command within its timeout and a grace period.
+    #[error("session {session:?} did not answer within {waited:?}; its host may be unreachable or its link stalled: check the session's status")]
+    NoAnswer {
+        /// The session.
+        session: String,
+        /// How long it was waited for.
+        waited: Duration,
+    },
     /// The session manager was shut down.
     #[error("the session manager has been shut down")]
     ShutDown,
@@ -405,9 +413,10 @@ impl Error {
             | Error::AuthFailed { .. }
             | Error::Key { .. } => ErrorKind::Auth,
             Error::Config { .. } | Error::TmuxMissing { .. } => ErrorKind::Config,
-            Error::Reconnecting { .. } | Error::Disconnected { .. } | Error::Closed { .. } => {
-                ErrorKind::Disconnected
-            }
+            Error::Reconnecting { .. }
+            | Error::Disconnected { .. }
+            | Error::Closed { .. }
+            | Error::NoAnswer { .. } => ErrorKind::Disconnected,
             Error::File { problem, .. } => match problem {
                 FileProblem::NotFound => ErrorKind::NotFound,
                 FileProblem::PermissionDenied => ErrorKind::PermissionDenied,

@@ -88,15 +88,15 @@ pub use config::{
     ResolvedHost,
 };
 pub use error::{Error, ErrorKind, FileProblem, Result};
-pub use manager::{validate_name, ConnectionInfo, SessionManager};
+pub use manager::{validate_name, ConnectionInfo, ManyResult, SessionManager};
 pub use options::{
     local_user, ConnectOptions, HostKeyPolicy, IdentityFile, JumpHost, PasswordCallback,
 };
 pub use session::{
-    AttachOptions, Attachment, CommandState, Endpoint, ExecOptions, ExecResult, ExecStream, Follow,
-    FollowEvent, HistoryEntry, HumanActivity, HumanCommand, Interrupt, Notice, ReadOptions,
-    ReconnectPolicy, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession, StatusEvent,
-    StopReport, StreamEvent, TerminalEvent,
+    AttachOptions, Attachment, CommandState, Disk, Endpoint, ExecOptions, ExecResult, ExecStream,
+    Follow, FollowEvent, HistoryEntry, HostInfo, HumanActivity, HumanCommand, Interrupt, Notice,
+    ReadOptions, ReconnectPolicy, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession,
+    StatusEvent, StopReport, StreamEvent, TerminalEvent,
 };
 pub use transport::{Transport, TransportKind};
 

@@ -6,9 +6,11 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 mod connection;
+mod many;
 mod pool;
 
 pub use connection::ConnectionInfo;
+pub use many::ManyResult;
 
 use crate::error::{Error, Result};
 use crate::options::ConnectOptions;

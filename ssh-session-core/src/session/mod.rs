@@ -1,5 +1,6 @@
 //! Persistent named shells: the [`Session`] trait and its implementation over any transport.
 
+mod host_info;
 mod output;
 mod shell;
 mod stream;
@@ -8,6 +9,7 @@ mod types;
 use async_trait::async_trait;
 
 use crate::error::Result;
+pub use host_info::{Disk, HostInfo};
 pub use shell::{
     AttachOptions, Attachment, Endpoint, Follow, FollowEvent, ShellSession, TerminalEvent,
 };

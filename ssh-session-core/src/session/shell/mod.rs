@@ -163,6 +163,14 @@ impl ShellSession {
             .await
     }
 
+    /// The host's OS, kernel, CPUs, load, memory, disks and uptime, in one round trip on
+    /// an exec channel of the session's connection (not its shell: it works while a
+    /// command runs).
+    pub async fn host_info(&self) -> Result<crate::session::HostInfo> {
+        self.check_open()?;
+        crate::session::host_info::probe(self.driver.transport().as_ref(), &self.driver.name).await
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.driver.view(|m| m.is_closed()) {
             return Err(Error::Closed {
