@@ -277,6 +277,14 @@ pub enum Error {
         /// Why, for programs to act on.
         problem: FileProblem,
     },
+    /// No tunnel by that id.
+    #[error("no tunnel {id:?}; open tunnels: {}", if .existing.is_empty() { "none".to_string() } else { .existing.join(", ") })]
+    UnknownTunnel {
+        /// The id asked for.
+        id: String,
+        /// The ids that exist.
+        existing: Vec<String>,
+    },
     /// A session did not even take a command within its timeout and a grace period.
     #[error("session {session:?} did not answer within {waited:?}; its host may be unreachable or its link stalled: check the session's status")]
     NoAnswer {
@@ -395,6 +403,7 @@ impl Error {
         match self {
             Error::InvalidName { .. } | Error::InvalidCommand { .. } => ErrorKind::InvalidInput,
             Error::UnknownSession { .. } => ErrorKind::UnknownSession,
+            Error::UnknownTunnel { .. } => ErrorKind::NotFound,
             Error::DuplicateName { .. } => ErrorKind::Duplicate,
             Error::Busy { .. } | Error::HumanBusy { .. } | Error::UntrackedTerminal { .. } => {
                 ErrorKind::Busy

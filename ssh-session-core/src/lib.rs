@@ -82,6 +82,7 @@ mod persistent;
 mod protocol;
 pub mod session;
 pub mod transport;
+pub mod tunnel;
 
 pub use config::{
     list_host_aliases, resolve_host, Agent, ConfigResolver, HostAlias, HostSpec, ResolvedBy,

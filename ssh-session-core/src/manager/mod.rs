@@ -8,6 +8,7 @@ use std::time::SystemTime;
 mod connection;
 mod many;
 mod pool;
+mod tunnels;
 
 pub use connection::ConnectionInfo;
 pub use many::ManyResult;
@@ -45,6 +46,7 @@ struct ManagerInner {
     slots: RwLock<BTreeMap<String, Slot>>,
     shut_down: AtomicBool,
     pool: Arc<Pool>,
+    tunnels: crate::tunnel::Registry,
 }
 
 enum Slot {
@@ -177,6 +179,9 @@ impl SessionManager {
     /// Closes the session named `name` but leaves its persistent shell running remotely.
     pub async fn detach(&self, name: &str) -> Result<()> {
         let slot = self.write().remove(name);
+        if slot.is_some() {
+            self.inner.tunnels.close_session(name).await;
+        }
         match slot {
             Some(Slot::Open(session)) => session.detach().await,
             Some(Slot::Opening { .. }) => Ok(()),
@@ -336,6 +341,7 @@ impl SessionManager {
                 }
             }
         };
+        self.inner.tunnels.close_session(name).await;
         match slot {
             Slot::Open(session) => session.close().await,
             Slot::Opening { .. } => Ok(()),
@@ -346,6 +352,7 @@ impl SessionManager {
     /// returns, no channel, connection or background task of this manager remains.
     pub async fn shutdown(&self) {
         self.inner.shut_down.store(true, Ordering::Release);
+        self.inner.tunnels.close_all().await;
         let sessions: Vec<ShellSession> = std::mem::take(&mut *self.write())
             .into_values()
             .filter_map(|slot| match slot {

@@ -539,6 +539,19 @@ impl Transport for Lease {
         self.transport().open_subsystem(name).await
     }
 
+    async fn forward_remote(
+        &self,
+        host: &str,
+        port: u16,
+        relay: std::net::SocketAddr,
+    ) -> Result<u16> {
+        self.transport().forward_remote(host, port, relay).await
+    }
+
+    async fn cancel_remote(&self, host: &str, port: u16) -> Result<()> {
+        self.transport().cancel_remote(host, port).await
+    }
+
     fn is_closed(&self) -> bool {
         self.released.load(Ordering::Acquire) || self.transport().is_closed()
     }

@@ -366,6 +366,17 @@ impl Transport for TmuxTransport {
     async fn open_subsystem(&self, name: &str) -> Result<Box<dyn TunnelStream>> {
         self.inner.open_subsystem(name).await
     }
+    async fn forward_remote(
+        &self,
+        host: &str,
+        port: u16,
+        relay: std::net::SocketAddr,
+    ) -> Result<u16> {
+        self.inner.forward_remote(host, port, relay).await
+    }
+    async fn cancel_remote(&self, host: &str, port: u16) -> Result<()> {
+        self.inner.cancel_remote(host, port).await
+    }
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }

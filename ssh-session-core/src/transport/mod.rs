@@ -9,6 +9,7 @@ pub mod openssh;
 pub mod russh;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -173,6 +174,12 @@ pub trait Transport: Send + Sync + fmt::Debug {
     async fn open_direct_tcpip(&self, host: &str, port: u16) -> Result<Box<dyn TunnelStream>>;
     /// Opens a channel running the server's subsystem `name` (`"sftp"`), as one byte stream.
     async fn open_subsystem(&self, name: &str) -> Result<Box<dyn TunnelStream>>;
+    /// Asks the server to listen on `host:port` (`port` 0: a free one) and to send each
+    /// connection it accepts there back through the connection, to be relayed to `relay`
+    /// on this machine (`ssh -R`). Returns the port the server listens on.
+    async fn forward_remote(&self, host: &str, port: u16, relay: SocketAddr) -> Result<u16>;
+    /// Stops a [`forward_remote`](Transport::forward_remote) listening on `host:port`.
+    async fn cancel_remote(&self, host: &str, port: u16) -> Result<()>;
     /// Whether the connection is gone.
     fn is_closed(&self) -> bool;
     /// Closes the connection and every channel on it.

@@ -171,6 +171,16 @@ impl ShellSession {
         crate::session::host_info::probe(self.driver.transport().as_ref(), &self.driver.name).await
     }
 
+    /// The session's connection now (it changes on a reconnect).
+    pub(crate) fn transport(&self) -> Arc<dyn Transport> {
+        self.driver.transport()
+    }
+
+    /// Whether the session was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.driver.view(|m| m.is_closed())
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.driver.view(|m| m.is_closed()) {
             return Err(Error::Closed {

@@ -52,6 +52,7 @@ mod mux;
 mod subsystem;
 mod tunnel;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,6 +84,8 @@ pub struct OpenSshTransport {
     master: Master,
     session: Arc<openssh::Session>,
     channels: Channels,
+    /// The relay of each remote forward, needed again to cancel it.
+    forwards: Mutex<std::collections::HashMap<u16, SocketAddr>>,
 }
 
 impl std::fmt::Debug for OpenSshTransport {
@@ -201,6 +204,7 @@ impl OpenSshTransport {
             master,
             session,
             channels: Channels::new(),
+            forwards: Mutex::default(),
         };
         if let Err(e) = transport.session.check().await {
             let detail = format!(
@@ -315,6 +319,13 @@ impl OpenSshTransport {
 }
 
 /// An `openssh` error with its causes, which hold the useful part.
+/// Random ports tried for a remote forward on port 0.
+const REMOTE_PORT_TRIES: usize = 8;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn mux_detail(e: &openssh::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -384,6 +395,57 @@ impl Transport for OpenSshTransport {
             .await
             .map_err(|e| self.refused(&what, mux_detail(&e)))?;
         Ok(Box::new(stream))
+    }
+
+    /// Through the master's own remote forwarding (it connects to `relay` itself). The
+    /// mux protocol as the `openssh` crate speaks it does not return a port the server
+    /// chose, so for port 0 a few random high ports are tried until the server takes one.
+    async fn forward_remote(&self, host: &str, port: u16, relay: SocketAddr) -> Result<u16> {
+        let candidates: Vec<u16> = if port != 0 {
+            vec![port]
+        } else {
+            (0..REMOTE_PORT_TRIES)
+                .map(|_| rand::random_range(20_000..60_000))
+                .collect()
+        };
+        let mut last = String::new();
+        for p in candidates {
+            let listen = openssh::Socket::TcpSocket {
+                host: host.to_string().into(),
+                port: p,
+            };
+            match self
+                .session
+                .request_port_forward(openssh::ForwardType::Remote, listen, relay)
+                .await
+            {
+                Ok(()) => {
+                    lock(&self.forwards).insert(p, relay);
+                    return Ok(p);
+                }
+                Err(e) => last = mux_detail(&e),
+            }
+        }
+        Err(self.refused(&format!("a remote forward from {host}:{port}"), last))
+    }
+
+    async fn cancel_remote(&self, host: &str, port: u16) -> Result<()> {
+        let Some(relay) = lock(&self.forwards).remove(&port) else {
+            return Ok(());
+        };
+        let listen = openssh::Socket::TcpSocket {
+            host: host.to_string().into(),
+            port,
+        };
+        self.session
+            .close_port_forward(openssh::ForwardType::Remote, listen, relay)
+            .await
+            .map_err(|e| {
+                self.refused(
+                    &format!("closing the remote forward from {host}:{port}"),
+                    mux_detail(&e),
+                )
+            })
     }
 
     /// A flag set when the master process exits (its supervisor waits on it): no I/O.

@@ -17,10 +17,26 @@ pub(super) struct ClientHandler {
     pub known_hosts: PathBuf,
     pub policy: HostKeyPolicy,
     pub refusal: Arc<Mutex<Option<Error>>>,
+    /// Where the server's `forwarded-tcpip` channels go (`ssh -R`).
+    pub forwards: super::forward::Forwards,
 }
 
 impl client::Handler for ClientHandler {
     type Error = russh::Error;
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        _connected_address: &str,
+        connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.forwards.incoming(channel, connected_port, reply).await;
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,

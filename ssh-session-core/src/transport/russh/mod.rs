@@ -5,11 +5,13 @@
 //! round trip waits ~40 ms for Nagle).
 
 mod auth;
+mod forward;
 mod host_keys;
 mod jump;
 mod socket;
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +38,8 @@ pub struct RusshTransport {
     /// the target's byte stream is a channel on the last one.
     hops: Vec<Handle<ClientHandler>>,
     closed: AtomicBool,
+    /// The remote ports the server listens on for us, and their local relays.
+    forwards: forward::Forwards,
 }
 
 impl std::fmt::Debug for RusshTransport {
@@ -75,19 +79,27 @@ impl RusshTransport {
             };
             let hop_opts = jump::hop_options(opts, hop).await.map_err(hop_failed)?;
             let handle = match hops.last() {
-                None => handshake(tcp(&hop_opts).await.map_err(hop_failed)?, &hop_opts).await,
+                None => {
+                    handshake(
+                        tcp(&hop_opts).await.map_err(hop_failed)?,
+                        &hop_opts,
+                        Default::default(),
+                    )
+                    .await
+                }
                 Some(previous) => {
                     let tunnel = jump::tunnel(previous, &hop_opts)
                         .await
                         .map_err(hop_failed)?;
-                    handshake(tunnel, &hop_opts).await
+                    handshake(tunnel, &hop_opts, Default::default()).await
                 }
             }
             .map_err(hop_failed)?;
             hops.push(handle);
         }
+        let forwards = forward::Forwards::default();
         let handle = match hops.last() {
-            None => handshake(tcp(opts).await?, opts).await?,
+            None => handshake(tcp(opts).await?, opts, forwards.clone()).await?,
             Some(last) => {
                 let tunnel = jump::tunnel(last, opts)
                     .await
@@ -97,7 +109,7 @@ impl RusshTransport {
                         total,
                         source: Box::new(source),
                     })?;
-                handshake(tunnel, opts).await?
+                handshake(tunnel, opts, forwards.clone()).await?
             }
         };
         Ok(RusshTransport {
@@ -105,6 +117,7 @@ impl RusshTransport {
             handle,
             hops,
             closed: AtomicBool::new(false),
+            forwards,
         })
     }
 
@@ -163,7 +176,11 @@ async fn tcp(opts: &ConnectOptions) -> Result<socket::QuickAckStream> {
 }
 
 /// Runs the SSH handshake over `stream`: key exchange, host key check, authentication.
-async fn handshake<S>(stream: S, opts: &ConnectOptions) -> Result<Handle<ClientHandler>>
+async fn handshake<S>(
+    stream: S,
+    opts: &ConnectOptions,
+    forwards: forward::Forwards,
+) -> Result<Handle<ClientHandler>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -188,6 +205,7 @@ where
         known_hosts: opts.known_hosts.clone(),
         policy: opts.host_key_policy,
         refusal: refusal.clone(),
+        forwards,
     };
     let mut handle = client::connect_stream(config, stream, handler)
         .await
@@ -303,6 +321,29 @@ impl Transport for RusshTransport {
             }
         }
         Ok(Box::new(channel.into_stream()))
+    }
+
+    async fn forward_remote(&self, host: &str, port: u16, relay: SocketAddr) -> Result<u16> {
+        let what = format!("a remote forward from {host}:{port}");
+        let bound = self
+            .handle
+            .tcpip_forward(host, port.into())
+            .await
+            .map_err(|e| self.refused(&what, e))?;
+        // A server answers 0 when it listens on the port asked for.
+        let bound = if port != 0 { u32::from(port) } else { bound };
+        let bound = u16::try_from(bound)
+            .map_err(|_| self.refused(&what, format!("the server reported port {bound}")))?;
+        self.forwards.add(bound.into(), relay);
+        Ok(bound)
+    }
+
+    async fn cancel_remote(&self, host: &str, port: u16) -> Result<()> {
+        self.forwards.remove(port.into());
+        self.handle
+            .cancel_tcpip_forward(host, port.into())
+            .await
+            .map_err(|e| self.refused(&format!("closing the remote forward from {host}:{port}"), e))
     }
 
     fn is_closed(&self) -> bool {
