@@ -104,6 +104,11 @@ fn files_guarded_edits_listings_and_transfers_under_roots() {
 }
 
 #[test]
+fn tunnels_fan_out_and_host_info() {
+    scenario("net", Sshd::shared());
+}
+
+#[test]
 fn six_parallel_sessions() {
     scenario("parallel", Sshd::shared());
 }

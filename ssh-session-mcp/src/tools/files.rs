@@ -79,7 +79,7 @@ impl SshSessionServer {
     }
 
     /// Refuses file changes on a read-only host.
-    fn check_change(&self, session: &str, what: &str) -> Result<()> {
+    pub(super) fn check_change(&self, session: &str, what: &str) -> Result<()> {
         let session = self.session(session)?;
         self.rules_of(&session)?
             .check_change(what)
@@ -173,7 +173,7 @@ impl SshSessionServer {
 impl SshSessionServer {
     /// Reads a remote file.
     #[tool(
-        description = "Read a remote file (relative paths from the session's cwd). Returns utf-8 text or base64, size, sha256 (pass it to ssh_write_file as expected_sha256), mode, truncated (page with offset).",
+        description = "Read a remote file (relative to the session's cwd): utf-8 or base64 content, sha256 (for ssh_write_file's expected_sha256), truncated (page with offset).",
         annotations(
             read_only_hint = true,
             destructive_hint = false,
@@ -215,7 +215,7 @@ impl SshSessionServer {
 
     /// Writes a remote file atomically.
     #[tool(
-        description = "Write a remote file atomically (temp file + rename, mode kept). With expected_sha256 (from ssh_read_file) it is refused, unchanged, if the file changed since.",
+        description = "Write a remote file atomically (mode kept). With expected_sha256 it is refused, unchanged, if the file changed since it was read.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -288,7 +288,7 @@ impl SshSessionServer {
 
     /// Uploads a local file or directory.
     #[tool(
-        description = "Copy a local file or directory (under the client's roots) to the host; progress notifications if asked.",
+        description = "Copy a local file or directory (under the client's roots) to the host.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -314,7 +314,7 @@ impl SshSessionServer {
 
     /// Downloads a remote file or directory.
     #[tool(
-        description = "Copy a remote file or directory to a local path (under the client's roots); progress notifications if asked.",
+        description = "Copy a remote file or directory to a local path under the client's roots.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,

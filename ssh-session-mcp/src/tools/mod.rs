@@ -5,6 +5,7 @@ mod connect;
 mod exec;
 mod files;
 mod handler;
+mod net;
 pub mod params;
 pub mod results;
 
@@ -44,6 +45,11 @@ pub const TOOL_NAMES: &[&str] = &[
     "ssh_list_dir",
     "ssh_upload",
     "ssh_download",
+    "ssh_tunnel_open",
+    "ssh_tunnel_list",
+    "ssh_tunnel_close",
+    "ssh_exec_many",
+    "ssh_host_info",
 ];
 
 /// Recorded in each history entry this server adds.
@@ -79,7 +85,7 @@ impl SshSessionServer {
             .check()
             .map_err(|detail| McpError::Config { detail })?;
         let mut tool_router = ToolRouter::new();
-        for mut route in Self::tool_router() + Self::files_router() {
+        for mut route in Self::tool_router() + Self::files_router() + Self::net_router() {
             if policy.disabled_tools.iter().any(|d| d == route.name()) {
                 continue;
             }
@@ -97,10 +103,14 @@ impl SshSessionServer {
             // The whole list should cost an agent ≤ 5k tokens. Integer formats and
             // minimums (`uint64`, 0) tell it nothing a field's name and the server's own
             // argument errors don't (measured: 1.1 kB of 20 kB with 17 tools).
-            strip(
-                Arc::make_mut(&mut route.attr.input_schema),
-                &["format", "minimum"],
-            );
+            let input = Arc::make_mut(&mut route.attr.input_schema);
+            strip(input, &["format", "minimum"]);
+            // An argument's own description already lists its values; the enum's
+            // definitions need only the values.
+            if let Some(serde_json::Value::Object(defs)) = input.get_mut("$defs") {
+                defs.values_mut()
+                    .for_each(|d| strip_value(d, &["description"]));
+            }
             // Output fields are named for what they hold and the tool descriptions say how
             // to use them; their descriptions would double the list's size (measured:
             // 15.7 kB → 12 kB), and which are required is for validators, not agents.
@@ -244,7 +254,7 @@ impl SshSessionServer {
 
     /// Stops the running command however it takes.
     #[tool(
-        description = "Stop the running command however it takes: INT, TERM, KILL, then a new shell (cwd and exported variables restored), then a new connection; returns every step taken. Never hangs.",
+        description = "Stop the running command however it takes: INT, TERM, KILL, a new shell (cwd, exports restored), a new connection; returns the steps. Never hangs.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -276,7 +286,7 @@ impl SshSessionServer {
 
     /// A login link for a person to join a session's terminal in their browser.
     #[tool(
-        description = "A login link for a person to join this session's terminal (your shell) in their browser: to watch, type a password, take over. Works once, until expires_at.",
+        description = "A one-time login link for a person to join this session's terminal in their browser (watch, type a password, take over).",
         annotations(
             read_only_hint = true,
             destructive_hint = false,
@@ -528,7 +538,7 @@ impl SshSessionServer {
 }
 
 /// Core errors, with MCP wording where the tool names matter (what to call next).
-fn map_core(e: ssh_session_core::Error) -> McpError {
+pub(super) fn map_core(e: ssh_session_core::Error) -> McpError {
     match e {
         ssh_session_core::Error::Busy {
             session,

@@ -42,7 +42,7 @@ pub struct ExecArgs {
     pub max_output_chars: Option<usize>,
     /// Bytes as the terminal got them, escape sequences kept
     pub raw: Option<bool>,
-    /// If a person ran commands at the session's terminal since your last command: "refuse_once" (default: an error listing them; calling again runs), "report" (run, list them in notices) or "ignore"
+    /// If a person ran commands at the terminal since your last one: "refuse_once" (default: error listing them; retrying runs), "report" (in notices) or "ignore"
     pub human_activity: Option<HumanActivityArg>,
 }
 
@@ -219,4 +219,38 @@ pub struct DownloadArgs {
     pub remote_path: String,
     /// Absolute local target, under the client's roots
     pub local_path: String,
+}
+
+/// `ssh_tunnel_open`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelOpenArgs {
+    /// Session name
+    pub session: String,
+    /// "local", "socks" or "remote"
+    pub kind: String,
+    /// "HOST:PORT" to listen on (default 127.0.0.1 and a free port, on the listening side)
+    pub listen: Option<String>,
+    /// "HOST:PORT" to connect to (not for socks)
+    pub target: Option<String>,
+}
+
+/// `ssh_tunnel_close`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelCloseArgs {
+    /// Tunnel id from ssh_tunnel_open
+    pub id: String,
+}
+
+/// `ssh_exec_many`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecManyArgs {
+    /// Session names
+    pub sessions: Vec<String>,
+    /// Shell command line
+    pub command: String,
+    /// Per session, like ssh_exec (default 30000)
+    pub timeout_ms: Option<u64>,
 }

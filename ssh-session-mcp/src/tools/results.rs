@@ -393,3 +393,109 @@ pub struct TransferResult {
     /// How long it took
     pub duration_ms: u64,
 }
+
+/// `ssh_tunnel_open`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TunnelOpenResult {
+    /// Tunnel id
+    pub id: String,
+    /// Where it listens, HOST:PORT
+    pub listen: String,
+    /// Where it connects (null for socks)
+    pub target: Option<String>,
+}
+
+/// `ssh_tunnel_list`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TunnelList {
+    /// Open tunnels
+    pub tunnels: Vec<TunnelItem>,
+}
+
+/// One tunnel.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TunnelItem {
+    /// Id
+    pub id: String,
+    /// Session
+    pub session: String,
+    /// local, socks or remote
+    pub kind: String,
+    /// Listening address
+    pub listen: String,
+    /// Target
+    pub target: Option<String>,
+    /// Bytes from the target back
+    pub bytes_in: u64,
+    /// Bytes to the target
+    pub bytes_out: u64,
+    /// Last failure
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// `ssh_tunnel_close`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TunnelCloseResult {
+    /// The closed tunnel
+    pub id: String,
+}
+
+/// `ssh_exec_many`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExecManyResult {
+    /// One per session, in the order given
+    pub results: Vec<ExecManyItem>,
+}
+
+/// One session's part of `ssh_exec_many`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExecManyItem {
+    /// Session
+    pub session: String,
+    /// Exit code; null while running or on error
+    pub exit_code: Option<i32>,
+    /// Output
+    pub output: String,
+    /// Still running at the timeout
+    pub running: bool,
+    /// Why it did not run
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `ssh_host_info`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HostInfoResult {
+    /// Distribution
+    pub os: String,
+    /// Kernel name and release
+    pub kernel: String,
+    /// Architecture
+    pub arch: String,
+    /// Online CPUs
+    pub cpus: Option<u32>,
+    /// Load over 1, 5, 15 minutes
+    pub load: Option<Vec<f64>>,
+    /// Bytes
+    pub memory_total: Option<u64>,
+    /// Bytes
+    pub memory_available: Option<u64>,
+    /// Real file systems
+    pub disks: Vec<DiskItem>,
+    /// Seconds since boot
+    pub uptime_s: Option<u64>,
+}
+
+/// One file system.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DiskItem {
+    /// Mount point
+    pub mount: String,
+    /// Bytes
+    pub size: u64,
+    /// Bytes
+    pub used: u64,
+    /// Bytes
+    pub available: u64,
+}
