@@ -17,6 +17,9 @@ Examples:
   ssh-session read web --wait 1m                     # follow it; exits with its code
   ssh-session send web 'y\\n'                         # answer a prompt
   ssh-session interrupt web                          # Ctrl-C
+  ssh-session exec web,db,cache -- uptime            # all at once, lines prefixed
+  ssh-session cp ./app.toml web:/srv/app/            # upload; web:PATH to download
+  ssh-session forward db -L 5432:localhost:5432      # ssh -L; also -D 1080, -R ...
   ssh-session attach web                             # interactive; Ctrl-] detaches
   ssh-session ls --json
   ssh-session close web
@@ -99,8 +102,10 @@ pub(crate) enum Command {
     /// Opens a session named NAME to HOST (`[user@]host[:port]` or a ~/.ssh/config alias).
     Connect(ConnectArgs),
     /// Runs COMMAND in the session's shell, streaming its output; exits with its exit code.
+    /// With several sessions (`a,b,c`) it runs in all at once and each line of output is
+    /// prefixed with its session's name; the exit code is the worst of theirs.
     Exec {
-        /// The session.
+        /// The session, or sessions separated by commas.
         name: String,
         /// Stop waiting after this long; the command keeps running (exit code 124).
         #[arg(long, env = "SSH_SESSION_EXEC_TIMEOUT", value_name = "DUR",
@@ -191,6 +196,45 @@ pub(crate) enum Command {
         #[arg(long)]
         open: bool,
         /// JSON for scripts (url, expires_at, read_only).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copies files between this machine and a session's host, over SFTP: the remote side
+    /// is NAME:PATH (relative to the session's working directory). Into an existing
+    /// directory, under the source's name; each file is written under a temporary name
+    /// and renamed into place when complete.
+    Cp {
+        /// Copy directories, recursively.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// A local path, or NAME:PATH.
+        source: String,
+        /// A local path, or NAME:PATH.
+        dest: String,
+        /// JSON for scripts (bytes, files, sha256, duration_ms, to).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Opens a tunnel on a session's connection, as ssh's -L, -D and -R do (loopback
+    /// unless a BIND address is given; it survives reconnects and closes with the
+    /// session); lists them without one; closes one with --close.
+    Forward {
+        /// The session (not needed to list or close).
+        name: Option<String>,
+        /// Listen here, connect from the host: [BIND:]PORT:HOST:HOSTPORT (PORT 0, or
+        /// HOST:HOSTPORT alone, picks a free port).
+        #[arg(short = 'L', value_name = "SPEC", conflicts_with_all = ["dynamic", "remote", "close"])]
+        local: Option<String>,
+        /// A SOCKS5 proxy here whose connections go out from the host: [BIND:]PORT.
+        #[arg(short = 'D', value_name = "SPEC", conflicts_with_all = ["remote", "close"])]
+        dynamic: Option<String>,
+        /// Listen on the host, connect from here: [BIND:]PORT:HOST:HOSTPORT.
+        #[arg(short = 'R', value_name = "SPEC", conflicts_with = "close")]
+        remote: Option<String>,
+        /// Close the tunnel with this id (as `forward` or `ls` lists it).
+        #[arg(long, value_name = "ID")]
+        close: Option<String>,
+        /// JSON for scripts.
         #[arg(long)]
         json: bool,
     },

@@ -34,7 +34,34 @@ async fn run_once(cli: Cli) -> Result<i32, CliError> {
             name,
             timeout,
             command,
+        } if name.contains(',') => {
+            let names: Vec<String> = name.split(',').map(str::to_string).collect();
+            let command = command.join(" ");
+            crate::remote::exec_many(global, &paths, &names, &command, timeout, exec_source()).await
+        }
+        Command::Exec {
+            name,
+            timeout,
+            command,
         } => exec(global, &paths, &name, &command.join(" "), timeout).await,
+        Command::Cp {
+            recursive,
+            source,
+            dest,
+            json,
+        } => {
+            let spec = crate::remote::copy_spec(&source, &dest, recursive)?;
+            let mut client = session_client(global, &paths, &spec.name).await?;
+            crate::remote::copy(&mut client, spec, json).await
+        }
+        Command::Forward {
+            name,
+            local,
+            dynamic,
+            remote,
+            close,
+            json,
+        } => forward(global, &paths, name, [local, dynamic, remote], close, json).await,
         Command::Read { name, wait, screen } => {
             let mut client = session_client(global, &paths, &name).await?;
             let request = Request::Read {
@@ -77,20 +104,17 @@ async fn run_once(cli: Cli) -> Result<i32, CliError> {
             crate::attach::run(client, &name).await
         }
         Command::Ls { json } => {
-            let sessions = match Client::existing(&paths).await? {
-                Some(mut client) => match client.call(&Request::List).await? {
-                    Response::Sessions { sessions } => sessions,
-                    other => return Err(client.protocol(format!("unexpected answer {other:?}"))),
-                },
-                // No daemon, no sessions: listing does not start one.
-                None => Vec::new(),
-            };
+            let (sessions, tunnels) = list(&paths).await?;
             if json {
                 print_json(&sessions)?;
             } else if sessions.is_empty() {
                 eprintln!("no sessions; open one with `ssh-session connect NAME HOST`");
             } else {
                 write_out(output::sessions_table(&sessions).as_bytes())?;
+                if !tunnels.is_empty() {
+                    write_out(b"\n")?;
+                    write_out(crate::remote::tunnels_table(&tunnels).as_bytes())?;
+                }
             }
             Ok(0)
         }
@@ -177,6 +201,71 @@ async fn run_once(cli: Cli) -> Result<i32, CliError> {
             Some(DaemonAction::Status { json }) => daemon_status(&paths, json).await,
             None => unreachable!("the foreground daemon does not run in the client runtime"),
         },
+    }
+}
+
+/// The sessions and tunnels, without starting a daemon (none running: none of either).
+async fn list(
+    paths: &Paths,
+) -> Result<
+    (
+        Vec<crate::protocol::SessionView>,
+        Vec<crate::protocol::TunnelView>,
+    ),
+    CliError,
+> {
+    match Client::existing(paths).await? {
+        Some(mut client) => match client.call(&Request::List).await? {
+            Response::Sessions { sessions, tunnels } => Ok((sessions, tunnels)),
+            other => Err(client.protocol(format!("unexpected answer {other:?}"))),
+        },
+        None => Ok((Vec::new(), Vec::new())),
+    }
+}
+
+/// `forward`: open one tunnel (`NAME` and one of `-L`, `-D`, `-R`), close one (`--close
+/// ID`), or list them (neither).
+async fn forward(
+    global: &Global,
+    paths: &Paths,
+    name: Option<String>,
+    [local, dynamic, remote]: [Option<String>; 3],
+    close: Option<String>,
+    json: bool,
+) -> Result<i32, CliError> {
+    if let Some(id) = close {
+        let Some(mut client) = Client::existing(paths).await? else {
+            return Err(CliError::Invalid(format!(
+                "no tunnel {id:?}: no ssh-session daemon is running, so no tunnel is open"
+            )));
+        };
+        return expect_done(&mut client, &Request::CloseForward { id }).await;
+    }
+    let spec = [('L', local), ('D', dynamic), ('R', remote)]
+        .into_iter()
+        .find_map(|(kind, spec)| spec.map(|s| (kind, s)));
+    match (name, spec) {
+        (Some(name), Some((kind, spec))) => {
+            let mut client = session_client(global, paths, &name).await?;
+            crate::remote::forward(&mut client, &name, kind, &spec, json).await
+        }
+        (Some(_), None) => Err(CliError::Invalid(
+            "say which tunnel: -L [BIND:]PORT:HOST:HOSTPORT, -D [BIND:]PORT or -R [BIND:]PORT:HOST:HOSTPORT".into(),
+        )),
+        (None, Some(_)) => Err(CliError::Invalid(
+            "name the session to open the tunnel on: ssh-session forward NAME -L ...".into(),
+        )),
+        (None, None) => {
+            let (_, tunnels) = list(paths).await?;
+            if json {
+                print_json(&tunnels)?;
+            } else if tunnels.is_empty() {
+                eprintln!("no tunnels; open one with `ssh-session forward NAME -L PORT:HOST:HOSTPORT`");
+            } else {
+                write_out(crate::remote::tunnels_table(&tunnels).as_bytes())?;
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -292,7 +381,7 @@ async fn exec(
 /// The source `exec` records: `cli:` and the terminal it runs in, so that what a person
 /// ran at an attached terminal is reported once to each terminal that runs commands;
 /// `cli` without one (scripts, cron).
-fn exec_source() -> String {
+pub(crate) fn exec_source() -> String {
     use std::os::fd::AsRawFd;
     [
         std::io::stdin().as_raw_fd(),
@@ -420,7 +509,7 @@ async fn daemon_status(paths: &Paths, json: bool) -> Result<i32, CliError> {
     Ok(0)
 }
 
-fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
+pub(crate) fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
     // serde_json fails only on maps with non-string keys or a failing Serialize impl; the
     // views are plain derived structs with neither.
     #[allow(clippy::expect_used)]
@@ -432,7 +521,7 @@ fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
 /// Writes to stdout now (output streams live). A closed stdout (`| head`) is not an error
 /// worth a message, but it does end the command ([`CliError::StdoutClosed`]: exit 141,
 /// quietly). A remote command still running goes on, as after Ctrl-C.
-fn write_out(bytes: &[u8]) -> Result<(), CliError> {
+pub(crate) fn write_out(bytes: &[u8]) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|_| out.flush())

@@ -11,6 +11,7 @@ mod daemon;
 mod error;
 mod output;
 mod protocol;
+mod remote;
 mod runtime;
 
 use clap::Parser;

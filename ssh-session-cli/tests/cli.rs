@@ -424,7 +424,7 @@ fn the_daemon_refuses_a_leading_dash_from_any_client() {
     let env = Env::new();
     env.connect("first");
     let mut stream = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
-    let hello = serde_json::json!({"protocol": 4, "version": env!("CARGO_PKG_VERSION")});
+    let hello = serde_json::json!({"protocol": 5, "version": env!("CARGO_PKG_VERSION")});
     let connect = serde_json::json!({
         "op": "connect",
         "name": "-web",

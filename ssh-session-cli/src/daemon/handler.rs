@@ -16,7 +16,7 @@ use crate::cli::check_new_session_name;
 use crate::error::classify;
 use crate::protocol::{
     decode, encode, to_line, ConnectSpec, ErrorKind, Hello, HistoryView, Request, Response,
-    ResultView, SessionView, ShareView,
+    ResultView, SessionView, ShareView, TunnelView,
 };
 
 /// The reading side of a client connection, one JSON message per line.
@@ -215,7 +215,25 @@ async fn handle(
         }
         Request::List => Response::Sessions {
             sessions: manager.list().iter().map(SessionView::from).collect(),
+            tunnels: manager.tunnels().iter().map(TunnelView::from).collect(),
         },
+        Request::Copy(spec) => return super::remote::copy(daemon, spec, w).await,
+        Request::Forward {
+            name,
+            kind,
+            listen,
+            target,
+        } => super::remote::forward(daemon, &name, &kind, listen, target).await,
+        Request::CloseForward { id } => done_or_error(manager.close_tunnel(&id).await),
+        Request::ExecMany {
+            names,
+            command,
+            timeout_ms,
+            source,
+        } => {
+            let timeout = Duration::from_millis(timeout_ms);
+            super::remote::exec_many(daemon, &names, &command, timeout, source).await
+        }
         Request::Status { name } => match manager.get(&name) {
             Ok(s) => Response::Session(SessionView::from(&s.info())),
             Err(e) => return w.error(&e).await,

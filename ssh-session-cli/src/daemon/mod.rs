@@ -9,6 +9,7 @@
 
 mod attach;
 mod handler;
+mod remote;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};

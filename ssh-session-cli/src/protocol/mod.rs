@@ -11,8 +11,12 @@
 //! turns the connection into a two-way stream of [`AttachInput`] and `Response`s until the
 //! client detaches. Byte payloads travel base64-encoded so binary output stays exact.
 
+mod remote;
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+pub(crate) use remote::{CopySpec, CopyView, Direction, ManyView, TunnelView};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -22,7 +26,7 @@ use ssh_session_core::{
 
 /// Bumped whenever a message changes shape: a client and a daemon that disagree on it
 /// refuse to talk.
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 
 /// This crate's version, carried in the hello so a mismatch can be named.
 pub(crate) const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -179,6 +183,37 @@ pub(crate) enum Request {
         /// The session.
         name: String,
     },
+    /// Copies a file or tree between this machine and a session's host. Answers:
+    /// `Progress`*, then `Copied`.
+    Copy(CopySpec),
+    /// Opens a tunnel on a session. Answer: `Tunnel`.
+    Forward {
+        /// The session.
+        name: String,
+        /// `local`, `socks` or `remote`.
+        kind: String,
+        /// `HOST:PORT` to listen on (default a free loopback port).
+        listen: Option<String>,
+        /// `HOST:PORT` to connect to.
+        target: Option<String>,
+    },
+    /// Closes a tunnel. Answer: `Done`.
+    CloseForward {
+        /// Its id.
+        id: String,
+    },
+    /// Runs one command on several sessions at once. Answer: `Many`.
+    ExecMany {
+        /// The sessions, in the order to report them.
+        names: Vec<String>,
+        /// The command line.
+        command: String,
+        /// Each session's timeout.
+        timeout_ms: u64,
+        /// Who runs it, as for `Exec`.
+        #[serde(default)]
+        source: Option<String>,
+    },
     /// Stops the daemon: closes its sessions (detaching persistent ones, whose remote
     /// shells keep running). Answer: `Done`, once they are closed.
     Shutdown,
@@ -278,6 +313,9 @@ pub(crate) enum Response {
     Sessions {
         /// Sorted by name.
         sessions: Vec<SessionView>,
+        /// The open tunnels, oldest first.
+        #[serde(default)]
+        tunnels: Vec<TunnelView>,
     },
     /// A session's history.
     History {
@@ -306,6 +344,25 @@ pub(crate) enum Response {
     Ended {
         /// Why, as a sentence.
         reason: String,
+    },
+    /// A copy's progress so far.
+    Progress {
+        /// Bytes copied.
+        bytes: u64,
+        /// The total, when known.
+        total: Option<u64>,
+    },
+    /// A copy is complete.
+    Copied(CopyView),
+    /// A tunnel was opened. (Not a newtype: the view's `kind` would clash with the tag.)
+    Tunnel {
+        /// The tunnel.
+        tunnel: TunnelView,
+    },
+    /// Each session's result of `ExecMany`, in the order asked.
+    Many {
+        /// The results.
+        results: Vec<ManyView>,
     },
     /// The request failed.
     Error {
@@ -579,6 +636,25 @@ mod tests {
                 signal: Interrupt::Kill,
             },
             Request::List,
+            Request::Copy(CopySpec {
+                name: "web".into(),
+                direction: Direction::Upload,
+                local: "/tmp/a".into(),
+                remote: "b".into(),
+                recursive: true,
+            }),
+            Request::Forward {
+                name: "web".into(),
+                kind: "local".into(),
+                listen: None,
+                target: Some("db:5432".into()),
+            },
+            Request::ExecMany {
+                names: vec!["a".into(), "b".into()],
+                command: "uptime".into(),
+                timeout_ms: 1,
+                source: None,
+            },
             Request::Shutdown,
         ];
         for r in requests {
@@ -586,6 +662,46 @@ mod tests {
             assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
             assert_eq!(line.last(), Some(&b'\n'));
             let back: Request = serde_json::from_slice(&line).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn responses_of_cp_forward_and_many_round_trip() {
+        let tunnel = TunnelView {
+            id: "t1".into(),
+            session: "web".into(),
+            kind: "socks".into(),
+            listen: "127.0.0.1:1080".into(),
+            target: None,
+            bytes_out: 1,
+            bytes_in: 2,
+            last_error: None,
+        };
+        let responses = [
+            Response::Tunnel {
+                tunnel: tunnel.clone(),
+            },
+            Response::Sessions {
+                sessions: Vec::new(),
+                tunnels: vec![tunnel],
+            },
+            Response::Progress {
+                bytes: 5,
+                total: Some(9),
+            },
+            Response::Many {
+                results: vec![ManyView {
+                    session: "a".into(),
+                    output: encode(b"x"),
+                    exit_code: None,
+                    running: false,
+                    error: Some((ErrorKind::UnknownSession, "no".into())),
+                }],
+            },
+        ];
+        for r in responses {
+            let back: Response = serde_json::from_slice(&to_line(&r)).unwrap();
             assert_eq!(back, r);
         }
     }
