@@ -68,7 +68,14 @@
 //!   [`info`](Session::info) → [`SessionInfo`] ([`Endpoint`], [`SessionStatus`]) and
 //!   [`subscribe_status`](Session::subscribe_status) → [`StatusEvent`]s.
 //! - [`SessionManager`]: named sessions shared safely between tasks ([`validate_name`]),
-//!   on pooled connections ([`ConnectionInfo`]) that reconnect by themselves.
+//!   on pooled connections ([`ConnectionInfo`]) that reconnect by themselves;
+//!   [`exec_many`](SessionManager::exec_many) → [`ManyResult`]s runs one command on many
+//!   at once.
+//! - [`files`]: a session's files over SFTP on either transport
+//!   ([`ShellSession::files`] → [`RemoteFiles`](files::RemoteFiles)): ranged reads with
+//!   the file's hash, atomic hash-guarded writes, listings, uploads and downloads.
+//! - [`tunnel`]: port forwarding on a session (`-L`, `-D`, `-R`) that survives reconnects
+//!   ([`SessionManager::open_tunnel`]); [`ShellSession::host_info`] → [`HostInfo`].
 //! - [`error`]: [`Error`], whose [`kind`](Error::kind) is an [`ErrorKind`] for front ends to
 //!   map to their own codes; [`Result`].
 #![warn(missing_docs)]
