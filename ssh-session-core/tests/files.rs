@@ -86,6 +86,12 @@ conformance! {
             .unwrap();
         assert_eq!(tail.data, &data[data.len() - 10..]);
         assert!(!tail.truncated);
+        // Files whose size the server reports as 0 (procfs) are read, and a read that
+        // filled its limit there is not taken for the whole file.
+        let status = files.read("/proc/self/status", FileRange::new(0, Some(10))).await.unwrap();
+        assert_eq!((status.data.len(), status.truncated), (10, true), "{status:?}");
+        let status = files.read("/proc/self/status", FileRange::default()).await.unwrap();
+        assert!(!status.truncated && String::from_utf8_lossy(&status.data).contains("Name:"), "{status:?}");
         let empty = files
             .write(&format!("{dir}/empty"), b"", WriteOptions::default())
             .await
@@ -259,6 +265,32 @@ conformance! {
         assert!(e.to_string().contains("missing"), "{e}");
         let names: Vec<_> = std::fs::read_dir(local.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 3, "no partial files left: {names:?}");
+
+        // Links inside a tree are not followed either way: a link to a secret outside is
+        // not sent, a link on the host is not fetched, and an existing local link below
+        // the target is not written through.
+        let secret = local.path().join("secret");
+        std::fs::write(&secret, "do not send").unwrap();
+        std::os::unix::fs::symlink(&secret, src.join("nested/creds")).unwrap();
+        files.upload(&src, &format!("{dir}/up2"), None).await.unwrap();
+        assert_eq!(out(&s, &format!("ls -1A {dir}/up2/nested")).await, "a.txt\ndeeper\n");
+        run(&s, &format!("ln -s /etc/hostname {dir}/up/nested/host-link")).await;
+        let back2 = local.path().join("back2");
+        files.download(&format!("{dir}/up"), &back2, None).await.unwrap();
+        assert!(!back2.join("nested/host-link").exists(), "a remote link is not fetched");
+        let elsewhere = local.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let back3 = local.path().join("back3");
+        std::fs::create_dir_all(&back3).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, back3.join("nested")).unwrap();
+        let e = files.download(&format!("{dir}/up"), &back3, None).await.unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing written through the link");
+
+        // Uploading onto a remote link replaces what it points to, as write() does.
+        run(&s, &format!("printf old > {dir}/target && ln -s target {dir}/link")).await;
+        files.upload(&local.path().join("one.bin"), &format!("{dir}/link"), None).await.unwrap();
+        assert_eq!(out(&s, &format!("readlink {dir}/link; stat -c %s {dir}/target")).await, format!("target\n{}\n", 3 << 20));
         run(&s, &format!("rm -rf {dir}")).await;
         m.shutdown().await;
     }

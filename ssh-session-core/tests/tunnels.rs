@@ -113,7 +113,57 @@ async fn get_from_host(s: &ssh_session_core::ShellSession, port: u16) -> String 
     .await
 }
 
+/// A server that reads each connection to its end (the client's half-close) and only
+/// then answers with the count: what HTTP/1.0 uploads and many protocols rely on.
+async fn counter() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                if c.read_to_end(&mut all).await.is_ok() {
+                    let _ = c.write_all(format!("got {}", all.len()).as_bytes()).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `n` bytes, half-closes, and reads the answer.
+async fn send_then_half_close(mut c: TcpStream, n: usize) -> String {
+    c.write_all(&vec![b'x'; n]).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(20), c.read_to_string(&mut answer))
+        .await
+        .expect("the end of our input reached the server through the tunnel")
+        .unwrap();
+    answer
+}
+
 conformance! {
+    async fn a_half_close_goes_through_every_kind() {
+        let server = counter().await;
+        let (m, s) = session("tun-half").await;
+        let target = server.to_string();
+        let l = m.open_tunnel("tun-half", TunnelSpec::local(None, &target)).await.unwrap();
+        let c = TcpStream::connect(("127.0.0.1", port_of(&l.listen))).await.unwrap();
+        assert_eq!(send_then_half_close(c, 300_000).await, "got 300000");
+        let d = m.open_tunnel("tun-half", TunnelSpec::socks(None)).await.unwrap();
+        let c = socks_connect(port_of(&d.listen), None, server.port()).await;
+        assert_eq!(send_then_half_close(c, 1000).await, "got 1000");
+        let r = m.open_tunnel("tun-half", TunnelSpec::remote(None, &target)).await.unwrap();
+        let c = TcpStream::connect(("127.0.0.1", port_of(&r.listen))).await.unwrap();
+        assert_eq!(send_then_half_close(c, 1000).await, "got 1000", "through -R from the host side");
+        drop(s);
+        m.shutdown().await;
+    }
+
     async fn http_through_local_socks_and_remote_tunnels() {
         let server = http("through the tunnel").await;
         let (m, s) = session("tun-kinds").await;
@@ -147,8 +197,14 @@ conformance! {
             assert_eq!(t.session, "tun-kinds");
         }
 
-        // Closing one stops its listener; the others go on.
+        // Closing one stops its listener and its open connections; the others go on.
+        let mut open = TcpStream::connect(("127.0.0.1", port_of(&l.listen))).await.unwrap();
+        open.write_all(b"GET / HTTP/1.1\r\n").await.unwrap(); // never finished
+        tokio::time::sleep(Duration::from_millis(200)).await;
         m.close_tunnel(&l.id).await.unwrap();
+        let mut buf = [0u8; 64];
+        let ended = tokio::time::timeout(Duration::from_secs(10), open.read(&mut buf)).await;
+        assert!(matches!(ended, Ok(Ok(0)) | Ok(Err(_))), "an open connection ends with its tunnel: {ended:?}");
         assert!(TcpStream::connect(("127.0.0.1", port_of(&l.listen))).await.is_err(), "closed");
         let e = m.close_tunnel(&l.id).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -231,6 +287,44 @@ conformance! {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(m.tunnels().len(), 3);
+        m.shutdown().await;
+    }
+
+    async fn a_remote_forward_comes_back_after_a_stalled_link() {
+        // A stall, unlike a reset, leaves the host's sshd holding the old connection (and
+        // its port) for a while: the forward must come back anyway, on that port or, once
+        // it has waited long enough, on another that the listing shows.
+        let server = http("after the stall").await;
+        let sshd = Sshd::shared();
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = FaultProxy::start(sshd.addr()).await.unwrap();
+        let mut o = sshd.connect_options_via(&proxy, dir.path(), backend());
+        o.server_alive_interval = Some(Duration::from_secs(1));
+        o.server_alive_count_max = 2;
+        let m = SessionManager::new();
+        let s = m.open("tun-stall", o, SessionConfig::default()).await.unwrap();
+        let r = m.open_tunnel("tun-stall", TunnelSpec::remote(None, &server.addr.to_string())).await.unwrap();
+        assert_eq!(get_from_host(&s, port_of(&r.listen)).await, "after the stall");
+
+        proxy.blackhole(true);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s.info().status == SessionStatus::Connected {
+            assert!(Instant::now() < deadline, "the stall was never noticed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        proxy.blackhole(false);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let listed = m.tunnels()[0].clone();
+            if s.info().status == SessionStatus::Connected {
+                let got = get_from_host(&s, port_of(&listed.listen)).await;
+                if got == "after the stall" {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the remote forward never came back: {listed:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         m.shutdown().await;
     }
 }

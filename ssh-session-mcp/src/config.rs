@@ -47,6 +47,10 @@ pub struct Config {
     /// Local directories `ssh_upload` and `ssh_download` may use, besides the client's MCP
     /// roots (`~` expands). With neither, local paths are refused.
     pub local_dirs: Vec<PathBuf>,
+    /// Let `ssh_tunnel_open` listen on addresses other than loopback (default false): a
+    /// SOCKS proxy on `0.0.0.0` would open the host's network to everyone who can reach
+    /// this machine (or, for a remote tunnel, the host's).
+    pub allow_public_tunnels: bool,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             http: HttpConfig::default(),
             local_dirs: Vec::new(),
+            allow_public_tunnels: false,
         }
     }
 }

@@ -333,8 +333,11 @@ impl RemoteFiles {
             }
             data.extend_from_slice(&chunk);
         }
-        let end = range.offset + data.len() as u64;
-        let truncated = end < size;
+        let end = range.offset.saturating_add(data.len() as u64);
+        // Past the size the server gave, a read that filled its limit may have more to
+        // come: files in /proc report size 0, and a log may have grown since.
+        let filled = range.limit.is_some_and(|l| data.len() as u64 >= l);
+        let truncated = end < size || (filled && (size == 0 || end > size));
         let sha256 = match hasher {
             Some(h) if !truncated => Some(h.hex()),
             _ if size <= HASH_LIMIT => Some(self.hash_open(&file).await.map_err(fail)?),
@@ -481,6 +484,7 @@ impl RemoteFiles {
     where
         S: futures::Stream<Item = Result<Vec<u8>, Failure>> + Send,
     {
+        let guard = self.sftp.temp_guard(&tmp);
         let filled = async {
             let n = file.write_all(0, chunks).await?;
             file.close().await?;
@@ -495,8 +499,12 @@ impl RemoteFiles {
             Ok(n)
         }
         .await;
-        if filled.is_err() {
-            let _ = self.sftp.remove(&tmp).await;
+        match &filled {
+            Ok(_) => guard.disarm(),
+            Err(_) => {
+                guard.disarm();
+                let _ = self.sftp.remove(&tmp).await;
+            }
         }
         filled
     }

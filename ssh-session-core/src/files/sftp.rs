@@ -225,6 +225,15 @@ impl Sftp {
         Ok(())
     }
 
+    /// A guard that removes `path` when dropped unless [`disarm`](TempGuard::disarm)ed: a
+    /// write or upload dropped half way (its caller went away) leaves no temporary file.
+    pub(super) fn temp_guard(&self, path: &str) -> TempGuard {
+        TempGuard {
+            raw: self.raw.clone(),
+            path: Some(path.to_string()),
+        }
+    }
+
     /// Ends the channel (the server's end closes with it).
     pub(super) fn close(&self) {
         let _ = self.raw.close_session();
@@ -252,8 +261,9 @@ impl Handle {
     pub(super) fn chunks(&self, offset: u64, limit: Option<u64>, chunk: u32) -> Chunks {
         let end = limit.map(|l| offset.saturating_add(l));
         let step = u64::from(chunk);
-        let starts = (0u64..).map(move |i| offset + i * step);
-        let starts = starts.take_while(move |s| end.is_none_or(|e| *s < e));
+        // Saturating: an offset near the end of the range must end the read, not wrap.
+        let starts = (0u64..).map(move |i| offset.saturating_add(i.saturating_mul(step)));
+        let starts = starts.take_while(move |s| *s < u64::MAX && end.is_none_or(|e| *s < e));
         let (raw, id) = (self.raw.clone(), self.id().to_string());
         let replies = futures::stream::iter(starts)
             .map(move |start| {
@@ -314,6 +324,32 @@ impl Drop for Handle {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
                     let _ = raw.close(handle).await;
+                });
+            }
+        }
+    }
+}
+
+/// See [`Sftp::temp_guard`].
+pub(super) struct TempGuard {
+    raw: Arc<RawSftpSession>,
+    path: Option<String>,
+}
+
+impl TempGuard {
+    /// The file is in place (renamed): nothing to remove.
+    pub(super) fn disarm(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let raw = self.raw.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = raw.remove(path).await;
                 });
             }
         }

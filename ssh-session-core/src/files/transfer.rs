@@ -79,8 +79,9 @@ fn local(e: std::io::Error, path: &Path) -> Failure {
 
 impl RemoteFiles {
     /// Copies the local file or directory `local` to `remote` (a directory's contents go
-    /// into `remote`, created if missing; an existing file there is replaced). Symbolic
-    /// links to files are followed; links to directories are skipped.
+    /// into `remote`, created if missing; an existing file there is replaced, through a
+    /// symbolic link if it is one). A link given as `local` is followed; links inside a
+    /// directory are skipped.
     pub async fn upload(
         &self,
         local_path: &Path,
@@ -117,12 +118,11 @@ impl RemoteFiles {
                 let kind = entry.file_type().await.map_err(|e| {
                     self.fail("upload", &path.display().to_string(), local(e, &path))
                 })?;
+                // Links inside a tree are not followed: they may lead anywhere on this
+                // machine (a key, a credentials file) that was never meant to be sent.
                 if kind.is_dir() {
                     stack.push((path, target));
-                } else if kind.is_file()
-                    || (kind.is_symlink()
-                        && tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()))
-                {
+                } else if kind.is_file() {
                     self.upload_file(&path, &target, &mut meter).await?;
                 }
             }
@@ -144,6 +144,14 @@ impl RemoteFiles {
             })
             .unwrap_or(0o644);
         let fail = |p| self.fail("upload", remote, p);
+        let resolved;
+        let remote = match self.sftp.lstat(remote).await {
+            Ok(attrs) if attrs.is_symlink() => {
+                resolved = self.sftp.realpath(remote).await.map_err(fail)?;
+                resolved.as_str()
+            }
+            _ => remote,
+        };
         let existing = self.sftp.try_stat(remote).await.map_err(fail)?;
         if existing.as_ref().is_some_and(FileAttributes::is_dir) {
             return Err(fail(FileProblem::IsADirectory));
@@ -203,8 +211,10 @@ impl RemoteFiles {
     }
 
     /// Copies the remote file or directory `remote` to `local` (a directory's contents go
-    /// into `local`, created if missing; an existing file there is replaced). Links to
-    /// remote directories are skipped.
+    /// into `local`, created if missing; an existing file there is replaced). A link
+    /// given as `remote` is followed; links inside a directory are skipped, entries whose
+    /// names are not plain names (`..`, a `/`) are refused, and no existing local link
+    /// below `local` is written through.
     pub async fn download(
         &self,
         remote: &str,
@@ -225,23 +235,47 @@ impl RemoteFiles {
             return Ok(meter.finish(started));
         }
         let mut meter = Meter::new(progress, None);
-        let mut stack = vec![(remote, local_path.to_path_buf())];
-        while let Some((dir, local_dir)) = stack.pop() {
+        let mut stack = vec![(remote, local_path.to_path_buf(), true)];
+        while let Some((dir, local_dir, top)) = stack.pop() {
             let shown = local_dir.display().to_string();
+            // Below the top, never write through a link that is already there: it could
+            // lead anywhere on this machine.
+            if !top {
+                if let Ok(meta) = tokio::fs::symlink_metadata(&local_dir).await {
+                    if meta.file_type().is_symlink() {
+                        return Err(self.fail(
+                            "download",
+                            &shown,
+                            FileProblem::Local(format!(
+                                "{shown} is a symbolic link; a download does not write through links"
+                            )),
+                        ));
+                    }
+                }
+            }
             tokio::fs::create_dir_all(&local_dir)
                 .await
                 .map_err(|e| self.fail("download", &shown, local(e, &local_dir)))?;
             for entry in self.list(&dir).await? {
                 let child = format!("{}/{}", dir.trim_end_matches('/'), entry.name);
+                // Names come from the server: one that is not a plain name (`..`, a
+                // slash) would place the file elsewhere, as in scp's CVE-2019-6111.
+                if !plain_name(&entry.name) {
+                    return Err(self.fail(
+                        "download",
+                        &child,
+                        FileProblem::Invalid(format!(
+                            "the server listed an entry named {:?}, which is not a plain file name; nothing was written for it",
+                            entry.name
+                        )),
+                    ));
+                }
                 let target = local_dir.join(&entry.name);
+                // Links inside a tree are not followed (they may point anywhere on the
+                // host); a link named at the top is.
                 match entry.stat.kind {
-                    super::FileKind::Dir => stack.push((child, target)),
+                    super::FileKind::Dir => stack.push((child, target, false)),
                     super::FileKind::File => {
-                        self.download_file(&child, &target, &mut meter).await?
-                    }
-                    super::FileKind::Symlink
-                        if self.sftp.stat(&child).await.is_ok_and(|a| a.is_regular()) =>
-                    {
                         self.download_file(&child, &target, &mut meter).await?
                     }
                     _ => {}
@@ -266,7 +300,14 @@ impl RemoteFiles {
             .map_err(fail)?;
         let mode = file.fstat().await.ok().and_then(|a| a.permissions);
         let tmp = part_name(path);
-        let mut out = tokio::fs::File::create(&tmp).await.map_err(local_fail)?;
+        // A new file only: never truncate, or write through, something already there.
+        let mut out = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await
+            .map_err(local_fail)?;
+        let mut part = PartGuard(Some(tmp.clone()));
         let mut hasher = Hasher::default();
         let copied: Result<()> = async {
             let mut chunks = file.chunks(0, None, self.sftp.read_chunk);
@@ -288,13 +329,32 @@ impl RemoteFiles {
         .await;
         drop(out);
         let _ = file.close().await;
-        if copied.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        if copied.is_ok() {
+            part.0 = None;
         }
+        drop(part);
         copied?;
         meter.file_done(remote, hasher.hex());
         Ok(())
     }
+}
+
+/// Removes a download's partial file unless disarmed: also when the download is dropped
+/// half way (its caller went away), so no `.part` file is left behind.
+struct PartGuard(Option<PathBuf>);
+
+impl Drop for PartGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether a directory entry's name is a plain name: not empty, `.` or `..`, and without
+/// a slash or NUL.
+fn plain_name(name: &str) -> bool {
+    !(name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']))
 }
 
 /// `dir/.name.part-XXXXXXXX` beside `path`: the download's name until it is complete.
@@ -305,4 +365,19 @@ fn part_name(path: &Path) -> PathBuf {
         .unwrap_or_else(|| "download".into());
     let (_, name) = split(&name);
     path.with_file_name(format!(".{name}.part-{:08x}", rand::random::<u32>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_name;
+
+    #[test]
+    fn only_plain_names_are_written_locally() {
+        for ok in ["a", "a.txt", ".hidden", "..dots", "with space"] {
+            assert!(plain_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "../x", "/etc/passwd", "a/b", "nul\0"] {
+            assert!(!plain_name(bad), "{bad:?}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ echo @kernel; uname -sr; echo @arch; uname -m; \
 echo @cpus; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null; \
 echo @load; cat /proc/loadavg 2>/dev/null; echo @uptime; cat /proc/uptime 2>/dev/null; \
 echo @mem; grep -E \"^(MemTotal|MemAvailable):\" /proc/meminfo 2>/dev/null; \
-echo @disks; df -kP 2>/dev/null; true";
+echo @disks; (command -v timeout >/dev/null && timeout 5 df -kP || df -kP) 2>/dev/null; true";
 
 /// A host's identity and load, from [`ShellSession::host_info`](crate::ShellSession::host_info).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,9 +57,18 @@ pub struct Disk {
     pub available: u64,
 }
 
+/// The most the probe may take. `df` is given 5 s of it on the host (a stale network
+/// mount blocks it for ever), where `timeout` exists.
+const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Runs the probe on `transport` for session `session`.
 pub(crate) async fn probe(transport: &dyn Transport, session: &str) -> Result<HostInfo> {
-    let out = run(transport, &format!("sh -c '{PROBE}'")).await?;
+    let out = tokio::time::timeout(PROBE_LIMIT, run(transport, &format!("sh -c '{PROBE}'")))
+        .await
+        .map_err(|_| Error::NoAnswer {
+            session: session.to_string(),
+            waited: PROBE_LIMIT,
+        })??;
     let text = String::from_utf8_lossy(&out.stdout);
     let info = parse(&text);
     if info.kernel.is_empty() {

@@ -12,6 +12,9 @@ use super::{join_addr, relay::relay, Stats, Stopper, TunnelKind};
 use crate::error::{Error, Result};
 use crate::session::{Session, ShellSession};
 
+/// How long a SOCKS client has to say where it wants to go.
+const SOCKS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Binds `listen` and serves it until stopped. The address actually bound, and the stopper.
 pub(super) async fn open(
     session: &ShellSession,
@@ -35,8 +38,15 @@ pub(super) async fn open(
         .unwrap_or_else(|_| join_addr(host, port));
     let session = session.clone();
     let task = tokio::spawn(async move {
+        // Owned by this task: aborting it (closing the tunnel) ends every connection.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
-            let Ok((client, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let Ok((client, _)) = accepted else {
+                super::accept_failed().await;
                 continue;
             };
             if session.is_closed() {
@@ -44,7 +54,7 @@ pub(super) async fn open(
             }
             let _ = client.set_nodelay(true);
             let (session, stats, target) = (session.clone(), stats.clone(), target.clone());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 match (kind, target) {
                     (TunnelKind::Socks, _) => socks(&session, client, &stats).await,
                     (_, Some((host, port))) => forward(&session, client, &host, port, &stats).await,
@@ -74,13 +84,20 @@ async fn forward(session: &ShellSession, client: TcpStream, host: &str, port: u1
 async fn socks(session: &ShellSession, client: TcpStream, stats: &Stats) {
     // No authentication, as `ssh -D`: the listener is on loopback by default, and
     // anyone who may connect to it may use the session's host.
-    let proto = match Socks5ServerProtocol::accept_no_auth(client).await {
-        Ok(p) => p,
-        Err(e) => return stats.failed(format!("a SOCKS client failed its handshake: {e}")),
+    // A client that connects and says nothing must not hold a task for ever.
+    let handshake = async {
+        let proto = Socks5ServerProtocol::accept_no_auth(client)
+            .await
+            .map_err(|e| format!("a SOCKS client failed its handshake: {e}"))?;
+        proto
+            .read_command()
+            .await
+            .map_err(|e| format!("a SOCKS client sent a bad request: {e}"))
     };
-    let (proto, command, target) = match proto.read_command().await {
-        Ok(read) => read,
-        Err(e) => return stats.failed(format!("a SOCKS client sent a bad request: {e}")),
+    let (proto, command, target) = match tokio::time::timeout(SOCKS_HANDSHAKE, handshake).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => return stats.failed(e),
+        Err(_) => return stats.failed("a SOCKS client sent no request within 10 s"),
     };
     if command != Socks5Command::TCPConnect {
         let _ = proto.reply_error(&ReplyError::CommandNotSupported).await;

@@ -160,6 +160,12 @@ pub(crate) fn join_addr(host: &str, port: u16) -> String {
     }
 }
 
+/// After a failed `accept` (out of file descriptors, say): a pause, so the loop does not
+/// spin while the cause lasts; connections wait in the backlog meanwhile.
+pub(crate) async fn accept_failed() {
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
 /// The counters and the last failure of one tunnel, shared with its tasks.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -167,12 +173,23 @@ pub(crate) struct Stats {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) connections: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Where it listens now, if that changed since it opened (a remote forward whose port
+    /// the host still held after a reconnect).
+    moved: Mutex<Option<String>>,
 }
 
 impl Stats {
     pub(crate) fn failed(&self, e: impl std::fmt::Display) {
         tracing::debug!(target: "ssh_session_core::tunnel", "{e}");
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    pub(crate) fn moved(&self, listen: String) {
+        *self.moved.lock().unwrap_or_else(|p| p.into_inner()) = Some(listen);
+    }
+
+    fn listen(&self) -> Option<String> {
+        self.moved.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn last_error(&self) -> Option<String> {
@@ -292,6 +309,7 @@ impl Registry {
                 bytes_in: t.stats.bytes_in.load(Ordering::Relaxed),
                 connections: t.stats.connections.load(Ordering::Relaxed),
                 last_error: t.stats.last_error(),
+                listen: t.stats.listen().unwrap_or_else(|| t.info.listen.clone()),
                 ..t.info.clone()
             })
             .collect()

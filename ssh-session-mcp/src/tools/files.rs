@@ -146,17 +146,22 @@ impl SshSessionServer {
         F: FnOnce(Option<Progress>) -> Fut,
         Fut: std::future::Future<Output = ssh_session_core::Result<Transfer>>,
     {
+        // One task sends the notifications in order (a task per notification could
+        // deliver them out of order).
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
         let callback = progress.map(|(peer, token)| -> Progress {
+            tokio::spawn(async move {
+                while let Some(param) = rx.recv().await {
+                    let _ = peer.notify_progress(param).await;
+                }
+            });
             Arc::new(move |p| {
                 let mut param = ProgressNotificationParam::new(token.clone(), p.bytes as f64)
                     .with_message(p.path.clone());
                 if let Some(total) = p.total {
                     param = param.with_total(total as f64);
                 }
-                let peer = peer.clone();
-                tokio::spawn(async move {
-                    let _ = peer.notify_progress(param).await;
-                });
+                let _ = tx.send(param);
             })
         });
         let t = run(callback).await?;

@@ -43,6 +43,15 @@ impl SshSessionServer {
                 detail,
             })?;
         self.check_change(&args.session, "opening tunnels")?;
+        if let Some(listen) = &args.listen {
+            if !self.config.allow_public_tunnels && !is_loopback(listen) {
+                return Err(McpError::Policy {
+                    detail: format!(
+                        "refused: {listen:?} is not a loopback address, and this server only opens tunnels on loopback (127.0.0.1, [::1], localhost); set allow_public_tunnels = true in its config to allow more"
+                    ),
+                });
+            }
+        }
         let spec = match kind {
             TunnelKind::Socks if args.target.is_some() => {
                 return Err(McpError::InvalidArgument {
@@ -236,6 +245,16 @@ impl SshSessionServer {
     }
 }
 
+/// Whether `HOST:PORT` names a loopback host.
+fn is_loopback(listen: &str) -> bool {
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl ExecManyItem {
     fn failed(session: &str, error: String) -> Self {
         ExecManyItem {
@@ -244,6 +263,21 @@ impl ExecManyItem {
             output: String::new(),
             running: false,
             error: Some(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_listen_addresses_pass() {
+        for ok in ["127.0.0.1:80", "127.1.2.3:0", "[::1]:8080", "localhost:1"] {
+            assert!(is_loopback(ok), "{ok}");
+        }
+        for bad in ["0.0.0.0:1080", "[::]:1", "10.0.0.1:80", "example.com:80"] {
+            assert!(!is_loopback(bad), "{bad}");
         }
     }
 }

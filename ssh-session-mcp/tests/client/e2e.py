@@ -738,6 +738,8 @@ async def net():
         check("target" in e, "missing target", e)
         e = await c.err("ssh_tunnel_open", session="n1", kind="local", target="nohost")
         check("HOST:PORT" in e, "bad target", e)
+        e = await c.err("ssh_tunnel_open", session="n1", kind="socks", listen="0.0.0.0:0")
+        check("loopback" in e and "allow_public_tunnels" in e, "public binds refused", e)
         await c.ok("ssh_disconnect", session="n1")
         tunnels = (await c.ok("ssh_tunnel_list"))["tunnels"]
         check([t["id"] for t in tunnels] == [rt["id"]], "a session's tunnels close with it", tunnels)

@@ -15,7 +15,9 @@ use super::master::OpenFailures;
 /// the client, which makes the master close the forwarded channel.
 pub(super) struct Tunnel {
     stdout: ChildStdout,
-    stdin: ChildStdin,
+    /// `None` once shut down: closing the pipe is what tells `ssh -W` our side ended
+    /// (tokio's `ChildStdin::poll_shutdown` only flushes, leaving the peer waiting).
+    stdin: Option<ChildStdin>,
     _guard: Arc<Guard>,
     /// Whether any byte arrived: an EOF before the first one may be a refused open.
     got_data: bool,
@@ -29,7 +31,7 @@ impl Tunnel {
         tokio::spawn(drain(spawned.stderr));
         Tunnel {
             stdout: spawned.stdout,
-            stdin: spawned.stdin,
+            stdin: Some(spawned.stdin),
             _guard: spawned.guard,
             got_data: false,
             failures_at_open: failures.count(),
@@ -86,14 +88,24 @@ impl AsyncWrite for Tunnel {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stdin).poll_write(cx, buf)
+        match self.stdin.as_mut() {
+            Some(stdin) => Pin::new(stdin).poll_write(cx, buf),
+            None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdin).poll_flush(cx)
+        match self.stdin.as_mut() {
+            Some(stdin) => Pin::new(stdin).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stdin).poll_shutdown(cx)
+        if let Some(stdin) = self.stdin.as_mut() {
+            std::task::ready!(Pin::new(stdin).poll_flush(cx))?;
+        }
+        self.stdin = None;
+        Poll::Ready(Ok(()))
     }
 }

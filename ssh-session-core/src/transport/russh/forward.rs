@@ -18,6 +18,16 @@ impl Forwards {
         self.lock().insert(port, relay);
     }
 
+    /// Registers `port` unless another forward has it; whether it was registered now.
+    pub(super) fn try_add(&self, port: u32, relay: SocketAddr) -> bool {
+        let mut map = self.lock();
+        if map.contains_key(&port) {
+            return false;
+        }
+        map.insert(port, relay);
+        true
+    }
+
     pub(super) fn remove(&self, port: u32) {
         self.lock().remove(&port);
     }

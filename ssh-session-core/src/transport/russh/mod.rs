@@ -325,11 +325,17 @@ impl Transport for RusshTransport {
 
     async fn forward_remote(&self, host: &str, port: u16, relay: SocketAddr) -> Result<u16> {
         let what = format!("a remote forward from {host}:{port}");
-        let bound = self
-            .handle
-            .tcpip_forward(host, port.into())
-            .await
-            .map_err(|e| self.refused(&what, e))?;
+        // Registered before asking: the first connection may arrive before the reply.
+        let added = port != 0 && self.forwards.try_add(port.into(), relay);
+        let bound = match self.handle.tcpip_forward(host, port.into()).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                if added {
+                    self.forwards.remove(port.into());
+                }
+                return Err(self.refused(&what, e));
+            }
+        };
         // A server answers 0 when it listens on the port asked for.
         let bound = if port != 0 { u32::from(port) } else { bound };
         let bound = u16::try_from(bound)
