@@ -260,6 +260,11 @@ conformance! {
         assert_eq!(one.sha256.as_deref(), Some(want_hash.as_str()));
         let up_one = files.upload(&local.path().join("one.bin"), &format!("{dir}/one.bin"), None).await.unwrap();
         assert_eq!(up_one.sha256.as_deref(), Some(want_hash.as_str()));
+        // A read that fails half way (here at once: /proc/self/mem at offset 0 is EIO)
+        // leaves nothing under the target's name, not a short file.
+        let e = files.upload(std::path::Path::new("/proc/self/mem"), &format!("{dir}/mem"), None).await.unwrap_err();
+        assert!(matches!(problem(&e), FileProblem::Local(_)), "{e}");
+        assert_eq!(out(&s, &format!("ls -1A {dir} | grep -c mem; true")).await, "0\n");
         let e = files.upload(&local.path().join("missing"), &format!("{dir}/x"), None).await.unwrap_err();
         assert!(matches!(problem(&e), FileProblem::Local(_)), "{e}");
         assert!(e.to_string().contains("missing"), "{e}");

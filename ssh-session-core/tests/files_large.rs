@@ -11,7 +11,7 @@ use ssh_session_testkit::prelude::*;
 
 const GIB: u64 = 1 << 30;
 /// What both transfers (the two backends run at once) may add to the process's resident
-/// memory: 16 chunks of 252 KiB in flight and the copy buffers are ~8 MiB a transfer;
+/// memory: 32 chunks of 252 KiB in flight and the copy buffers are ~10 MiB a transfer;
 /// the rest is allocator slack. An unbounded transfer would add a gigabyte.
 const MAX_GROWTH_KIB: u64 = 96 << 10;
 

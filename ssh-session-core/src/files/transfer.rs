@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use futures::StreamExt;
 use russh_sftp::protocol::FileAttributes;
-use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use super::sftp::{Failure, Hasher};
 use super::{split, FileProblem, Progress, RemoteFiles, Transfer, TransferProgress, WriteOptions};
@@ -132,7 +132,7 @@ impl RemoteFiles {
 
     async fn upload_file(&self, path: &Path, remote: &str, meter: &mut Meter) -> Result<()> {
         let shown = path.display().to_string();
-        let mut file = tokio::fs::File::open(path)
+        let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| self.fail("upload", &shown, local(e, path)))?;
         let mode = file
@@ -157,56 +157,42 @@ impl RemoteFiles {
             return Err(fail(FileProblem::IsADirectory));
         }
         let created = self.create_temp(remote, mode).await.map_err(fail)?;
+        // The file is read and hashed on a blocking thread, a few chunks ahead, while this
+        // task keeps `IN_FLIGHT` writes on the wire: neither waits for the other.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         let chunk = self.sftp.write_chunk as usize;
-        let mut hasher = Hasher::default();
-        let mut read_error = None;
-        let done = {
-            // Chunks are read here, sent `IN_FLIGHT` ahead of the acknowledgements.
-            let hasher = &mut hasher;
-            let meter = &mut *meter;
-            let failed_read = &mut read_error;
-            let chunks = futures::stream::poll_fn(move |cx| {
-                use std::task::Poll;
-                let mut buf = vec![0u8; chunk];
-                let mut filled = 0;
-                while filled < chunk {
-                    let mut rb = tokio::io::ReadBuf::new(&mut buf[filled..]);
-                    match std::pin::Pin::new(&mut file).poll_read(cx, &mut rb) {
-                        Poll::Ready(Ok(())) if rb.filled().is_empty() => break,
-                        Poll::Ready(Ok(())) => filled += rb.filled().len(),
-                        Poll::Ready(Err(e)) => {
-                            *failed_read = Some(e);
-                            return Poll::Ready(Some(Err(FileProblem::Local(String::new()))));
-                        }
-                        Poll::Pending if filled == 0 => return Poll::Pending,
-                        Poll::Pending => break,
-                    }
-                }
-                if filled == 0 {
-                    return Poll::Ready(None);
-                }
-                buf.truncate(filled);
-                hasher.update(&buf);
-                meter.add(filled as u64, &shown);
-                Poll::Ready(Some(Ok(buf)))
-            });
-            let done = self
-                .fill_temp(
-                    created,
-                    remote,
-                    mode,
-                    existing.as_ref(),
-                    &WriteOptions::default(),
-                    chunks,
-                )
-                .await;
-            done
+        let file = file.into_std().await;
+        let reader = tokio::task::spawn_blocking(move || read_and_hash(file, chunk, &tx));
+        // A failed read arrives as an error item, so the temporary file is never renamed
+        // into place short.
+        let chunks = futures::stream::poll_fn(|cx| rx.poll_recv(cx)).map(|c| {
+            let c = c.map_err(|e: std::io::Error| local(e, path))?;
+            meter.add(c.len() as u64, &shown);
+            Ok(c)
+        });
+        let done = self
+            .fill_temp(
+                created,
+                remote,
+                mode,
+                existing.as_ref(),
+                &WriteOptions::default(),
+                chunks,
+            )
+            .await;
+        // A read that failed ends the chunks early, so its error comes first.
+        let hash = match reader.await {
+            Ok(Ok(hash)) => hash,
+            Ok(Err(e)) => {
+                return Err(self.fail("upload", &path.display().to_string(), local(e, path)))
+            }
+            Err(e) => {
+                let e = std::io::Error::other(e.to_string());
+                return Err(self.fail("upload", &path.display().to_string(), local(e, path)));
+            }
         };
-        if let Some(e) = read_error.take() {
-            return Err(self.fail("upload", &path.display().to_string(), local(e, path)));
-        }
         done.map_err(fail)?;
-        meter.file_done(remote, hasher.hex());
+        meter.file_done(remote, hash);
         Ok(())
     }
 
@@ -301,42 +287,99 @@ impl RemoteFiles {
         let mode = file.fstat().await.ok().and_then(|a| a.permissions);
         let tmp = part_name(path);
         // A new file only: never truncate, or write through, something already there.
-        let mut out = tokio::fs::OpenOptions::new()
+        let out = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .await
             .map_err(local_fail)?;
         let mut part = PartGuard(Some(tmp.clone()));
-        let mut hasher = Hasher::default();
-        let copied: Result<()> = async {
+        // Written and hashed on a blocking thread while this task keeps the reads going.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(READ_AHEAD);
+        let writer = tokio::task::spawn_blocking(move || write_and_hash(out, rx));
+        let received: Result<()> = async {
             let mut chunks = file.chunks(0, None, self.sftp.read_chunk);
             while let Some(chunk) = chunks.next().await.map_err(fail)? {
-                hasher.update(&chunk);
-                out.write_all(&chunk).await.map_err(local_fail)?;
                 meter.add(chunk.len() as u64, remote);
+                if tx.send(chunk).await.is_err() {
+                    break; // the writer failed: its error follows
+                }
             }
-            out.flush().await.map_err(local_fail)?;
-            if let Some(mode) = mode {
-                use std::os::unix::fs::PermissionsExt;
-                let perms = std::fs::Permissions::from_mode(mode & 0o7777);
-                tokio::fs::set_permissions(&tmp, perms)
-                    .await
-                    .map_err(local_fail)?;
-            }
-            tokio::fs::rename(&tmp, path).await.map_err(local_fail)
+            Ok(())
         }
         .await;
-        drop(out);
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
         let _ = file.close().await;
-        if copied.is_ok() {
-            part.0 = None;
+        received?;
+        let hash = written.map_err(local_fail)?;
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            let perms = std::fs::Permissions::from_mode(mode & 0o7777);
+            tokio::fs::set_permissions(&tmp, perms)
+                .await
+                .map_err(local_fail)?;
         }
-        drop(part);
-        copied?;
-        meter.file_done(remote, hasher.hex());
+        tokio::fs::rename(&tmp, path).await.map_err(local_fail)?;
+        part.0 = None;
+        meter.file_done(remote, hash);
         Ok(())
     }
+}
+
+/// Chunks queued between the network task and the file's blocking thread, each way.
+const READ_AHEAD: usize = 8;
+
+/// Reads `file` in `chunk`-sized pieces into `tx`, hashing them; the file's SHA-256.
+fn read_and_hash(
+    mut file: std::fs::File,
+    chunk: usize,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut hasher = Hasher::default();
+    loop {
+        let mut buf = vec![0u8; chunk];
+        let mut filled = 0;
+        while filled < chunk {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let copy = std::io::Error::new(e.kind(), e.to_string());
+                    let _ = tx.blocking_send(Err(copy));
+                    return Err(e);
+                }
+            }
+        }
+        if filled == 0 {
+            return Ok(hasher.hex());
+        }
+        buf.truncate(filled);
+        hasher.update(&buf);
+        if tx.blocking_send(Ok(buf)).is_err() {
+            // The upload stopped (its write failed, or it was dropped).
+            return Ok(hasher.hex());
+        }
+    }
+}
+
+/// Writes what arrives on `rx` to `out`, hashing it; the SHA-256 of all of it.
+fn write_and_hash(
+    mut out: std::fs::File,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<String> {
+    use std::io::Write;
+    let mut hasher = Hasher::default();
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+        out.write_all(&chunk)?;
+    }
+    out.flush()?;
+    Ok(hasher.hex())
 }
 
 /// Removes a download's partial file unless disarmed: also when the download is dropped
