@@ -339,3 +339,28 @@ fn ssh_session_core_sha(data: &[u8]) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
+
+conformance! {
+    async fn files_work_on_a_connection_without_room_for_another_channel() {
+        // MaxSessions 1: the session's shell takes the connection's only channel, so its
+        // SFTP channel must go over another connection, as a signalling exec does.
+        let sshd = Sshd::start_with(SshdOptions {
+            max_sessions: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let m = SessionManager::new();
+        let s = m
+            .open("files-full", sshd.connect_options(backend()), SessionConfig::default())
+            .await
+            .unwrap();
+        let files = s.files().await.unwrap();
+        let w = files.write("/tmp/ss-files-full", b"room", WriteOptions::default()).await.unwrap();
+        assert_eq!(w.size, 4);
+        assert_eq!(files.read("/tmp/ss-files-full", FileRange::default()).await.unwrap().data, b"room");
+        files.remove("/tmp/ss-files-full", false).await.unwrap();
+        drop(files);
+        assert_eq!(out(&s, "echo still here").await, "still here\n");
+        m.shutdown().await;
+    }
+}

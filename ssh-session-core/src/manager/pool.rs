@@ -290,8 +290,8 @@ fn no_room(e: &Error) -> bool {
 }
 
 /// The outcome of one channel open on one connection.
-enum Attempt {
-    Opened(Channel),
+enum Attempt<T> {
+    Opened(T),
     /// Refused for lack of room on a connection that accepted channels: try another.
     Full(Error),
     /// Refused on a connection that never accepted a session channel: the server refuses
@@ -312,10 +312,10 @@ impl Drop for Unanswered<'_> {
 
 /// Opens a channel with `open` on `transport` (the connection of `entry`) and judges a
 /// refusal.
-async fn attempt<F, Fut>(entry: &Entry, transport: Arc<dyn Transport>, open: &F) -> Attempt
+async fn attempt<T, F, Fut>(entry: &Entry, transport: Arc<dyn Transport>, open: &F) -> Attempt<T>
 where
     F: Fn(Arc<dyn Transport>) -> Fut,
-    Fut: Future<Output = Result<Channel>>,
+    Fut: Future<Output = Result<T>>,
 {
     entry.pending.send_modify(|n| *n += 1);
     let unanswered = Unanswered(entry);
@@ -420,13 +420,27 @@ impl Lease {
         F: Fn(Arc<dyn Transport>) -> Fut,
         Fut: Future<Output = Result<Channel>>,
     {
+        match self.open_with_room(open).await? {
+            (channel, None) => Ok(channel),
+            (channel, Some((entry, other))) => Ok(self.settle(&entry, other, channel)),
+        }
+    }
+
+    /// What [`open_channel`](Lease::open_channel) does, for any kind of channel: the
+    /// opened one, and the other connection's lease with this lease's own entry when it
+    /// had to go there.
+    async fn open_with_room<T, F, Fut>(&self, open: F) -> Result<(T, Option<(Arc<Entry>, Lease)>)>
+    where
+        F: Fn(Arc<dyn Transport>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let (entry, transport) = {
             let mut home = lock(&self.home);
             home.opens += 1;
             (home.entry.clone(), home.transport.clone())
         };
         let mut refusal = match attempt(&entry, transport, &open).await {
-            Attempt::Opened(channel) => return Ok(channel),
+            Attempt::Opened(channel) => return Ok((channel, None)),
             Attempt::Full(e) => e,
             Attempt::Refused(e) => return Err(refuses_sessions(e)),
             Attempt::Failed(e) => return Err(e),
@@ -442,7 +456,7 @@ impl Lease {
                 (home.entry.clone(), home.transport.clone())
             };
             match attempt(&other_entry, other_transport, &open).await {
-                Attempt::Opened(channel) => return Ok(self.settle(&entry, other, channel)),
+                Attempt::Opened(channel) => return Ok((channel, Some((entry, other)))),
                 Attempt::Full(e) => {
                     other.close().await;
                     refusal = e;
@@ -535,8 +549,19 @@ impl Transport for Lease {
         self.transport().open_direct_tcpip(host, port).await
     }
 
+    /// Like a signalling exec, an SFTP channel on a full connection goes to another one,
+    /// whose share it holds until it is dropped.
     async fn open_subsystem(&self, name: &str) -> Result<Box<dyn TunnelStream>> {
-        self.transport().open_subsystem(name).await
+        let opened = self
+            .open_with_room(|t| async move { t.open_subsystem(name).await })
+            .await?;
+        Ok(match opened {
+            (stream, None) => stream,
+            (stream, Some((_, other))) => Box::new(HeldStream {
+                stream,
+                _lease: other,
+            }),
+        })
     }
 
     async fn forward_remote(
@@ -605,6 +630,47 @@ impl Drop for Lease {
             let entry = lock(&self.home).entry.clone();
             release_later(&self.pool, entry, self.holder.clone());
         }
+    }
+}
+
+/// A stream opened on a sibling connection; dropping it gives that share back (the
+/// lease's own `Drop`).
+struct HeldStream {
+    stream: Box<dyn TunnelStream>,
+    _lease: Lease,
+}
+
+impl tokio::io::AsyncRead for HeldStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for HeldStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
