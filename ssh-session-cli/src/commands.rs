@@ -420,6 +420,14 @@ fn finish(name: &str, r: &ResultView) -> Result<i32, CliError> {
     }
     Ok(match r.state.as_str() {
         "running" => {
+            if let Some((kind, prompt)) = &r.waiting_for {
+                eprintln!(
+                    "ssh-session: {:?} waits for a {kind} at {:?}: type it in `ssh-session attach {name}` \
+                     (the prompt hides it; a command-line argument would not)",
+                    r.command,
+                    output::escape_controls(prompt)
+                );
+            }
             let after = output::human(Duration::from_millis(r.duration_ms));
             eprintln!(
                 "ssh-session: {:?} is still running in session {name} ({after} so far). Follow it with \

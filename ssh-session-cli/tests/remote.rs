@@ -201,3 +201,25 @@ fn exec_on_several_sessions_prefixes_lines_and_exits_with_the_worst() {
         "{out:?}"
     );
 }
+
+#[test]
+fn exec_says_when_a_command_waits_for_a_password() {
+    let env = Env::new();
+    env.connect("pw");
+    let out = env.run(&[
+        "exec",
+        "pw",
+        "--timeout",
+        "500ms",
+        "--",
+        "printf 'Password: '; read -s x",
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("waits for a password at \"Password:\"")
+            && err.contains("ssh-session attach pw"),
+        "{err}"
+    );
+    env.ok(&["interrupt", "pw"]);
+}

@@ -103,8 +103,8 @@ pub use options::{
 pub use session::{
     AttachOptions, Attachment, CommandState, Disk, Endpoint, ExecOptions, ExecResult, ExecStream,
     Follow, FollowEvent, HistoryEntry, HostInfo, HumanActivity, HumanCommand, Interrupt, Notice,
-    ReadOptions, ReconnectPolicy, Session, SessionConfig, SessionInfo, SessionStatus, ShellSession,
-    StatusEvent, StopReport, StreamEvent, TerminalEvent,
+    ReadOptions, ReconnectPolicy, SecretKind, SecretPrompt, Session, SessionConfig, SessionInfo,
+    SessionStatus, ShellSession, StatusEvent, StopReport, StreamEvent, TerminalEvent,
 };
 pub use transport::{Transport, TransportKind};
 

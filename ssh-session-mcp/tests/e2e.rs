@@ -109,6 +109,11 @@ fn tunnels_fan_out_and_host_info() {
 }
 
 #[test]
+fn password_prompts_are_reported_and_secrets_kept_out_of_results() {
+    scenario("secrets", Sshd::shared());
+}
+
+#[test]
 fn six_parallel_sessions() {
     scenario("parallel", Sshd::shared());
 }

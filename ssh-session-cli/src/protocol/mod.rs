@@ -413,6 +413,9 @@ pub(crate) struct ResultView {
     pub dropped_bytes: u64,
     /// Notices (shell restarted, reconnected...), as sentences.
     pub notices: Vec<String>,
+    /// While running: the password or passphrase prompt it waits at (`kind`, prompt).
+    #[serde(default)]
+    pub waiting_for: Option<(String, String)>,
 }
 
 impl ResultView {
@@ -427,6 +430,10 @@ impl ResultView {
             output: encode(output),
             dropped_bytes: r.dropped_bytes,
             notices: r.notices.iter().map(ToString::to_string).collect(),
+            waiting_for: r
+                .waiting_for
+                .as_ref()
+                .map(|p| (p.kind.name().to_string(), p.text.clone())),
         }
     }
 }

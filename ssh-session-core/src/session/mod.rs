@@ -2,6 +2,7 @@
 
 mod host_info;
 mod output;
+mod prompt;
 mod shell;
 mod stream;
 mod types;
@@ -10,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 pub use host_info::{Disk, HostInfo};
+pub use prompt::{SecretKind, SecretPrompt};
 pub use shell::{
     AttachOptions, Attachment, Endpoint, Follow, FollowEvent, ShellSession, TerminalEvent,
 };

@@ -311,6 +311,10 @@ pub struct ExecResult {
     pub dropped_bytes: u64,
     /// Things that happened on the way (shell restarted...).
     pub notices: Vec<Notice>,
+    /// While running: the password or passphrase prompt its output ends with, if any —
+    /// it waits for a secret (answer with `send_input`, or let a person at the terminal
+    /// type it) rather than working.
+    pub waiting_for: Option<crate::session::SecretPrompt>,
 }
 
 impl ExecResult {
@@ -327,6 +331,7 @@ impl ExecResult {
             output_bytes: 0,
             dropped_bytes: 0,
             notices: Vec::new(),
+            waiting_for: None,
         }
     }
 

@@ -138,6 +138,8 @@ impl SshSessionServer {
             screen: screen.then(|| session.screen()),
             shell_exited: r.state == CommandState::ShellExited,
             notices,
+            waiting_for: r.waiting_for.as_ref().map(|p| p.kind.name().into()),
+            prompt: r.waiting_for.as_ref().map(|p| p.text.clone()),
         })
     }
 }
@@ -163,6 +165,8 @@ fn exec_result(
         output_bytes: r.output_bytes,
         shell_exited: r.state == CommandState::ShellExited,
         notices,
+        waiting_for: r.waiting_for.as_ref().map(|p| p.kind.name().into()),
+        prompt: r.waiting_for.as_ref().map(|p| p.text.clone()),
     })
 }
 

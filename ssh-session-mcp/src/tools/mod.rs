@@ -341,7 +341,7 @@ impl SshSessionServer {
 
     /// Types into the running program.
     #[tool(
-        description = "Send text to the running program (\"\\n\" is Enter, \"\\u0003\" Ctrl-C), then return new output like ssh_read_output.",
+        description = "Send text to the running program (\"\\n\" is Enter, \"\\u0003\" Ctrl-C; secret: true for a password), then return new output like ssh_read_output.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -362,15 +362,24 @@ impl SshSessionServer {
             .await
             .map_err(map_core)?;
         let render = self.render_options(None, None);
-        Ok(Json(
-            self.read(
+        let mut read = self
+            .read(
                 &session,
                 ms(args.wait_ms, 500),
                 args.screen.unwrap_or(false),
                 render,
             )
-            .await?,
-        ))
+            .await?;
+        if args.secret.unwrap_or(false) {
+            // The terminal's echo is off on the agent's path and password prompts switch
+            // it off too; a program that echoes anyway must not hand the secret back.
+            let secret = args.input.trim_end_matches(['\r', '\n']);
+            if !secret.is_empty() {
+                read.output = read.output.replace(secret, "[secret]");
+                read.screen = read.screen.map(|s| s.replace(secret, "[secret]"));
+            }
+        }
+        Ok(Json(read))
     }
 
     /// Stops or signals the running command.

@@ -20,7 +20,7 @@ pub struct ConnectArgs {
     pub identity_file: Option<String>,
     /// "russh" (default) or "openssh"
     pub transport: Option<String>,
-    /// Shell in remote tmux: survives link drops and server restarts; re-adopts a surviving session of this name
+    /// Shell in remote tmux: survives drops and restarts; re-adopts one of this name
     pub persistent: Option<bool>,
     /// Terminal columns (default 200)
     pub cols: Option<u16>,
@@ -36,7 +36,7 @@ pub struct ExecArgs {
     pub session: String,
     /// Shell command line
     pub command: String,
-    /// Return after this long with running: true (default 30000); the command keeps running
+    /// Return after this long with running: true (default 30000)
     pub timeout_ms: Option<u64>,
     /// Output cap, head and tail kept (default 30000)
     pub max_output_chars: Option<usize>,
@@ -74,7 +74,7 @@ impl From<HumanActivityArg> for ssh_session_core::HumanActivity {
 pub struct ReadArgs {
     /// Session name
     pub session: String,
-    /// Wait up to this long, returning early when the command ends (default 0)
+    /// Wait up to this long for it to end (default 0)
     pub wait_ms: Option<u64>,
     /// Also return the terminal screen as text
     pub screen: Option<bool>,
@@ -92,7 +92,9 @@ pub struct SendInputArgs {
     pub session: String,
     /// Exact text to type: "\n" is Enter, "\u0003" Ctrl-C
     pub input: String,
-    /// Then wait up to this long, returning early if the command ends (default 500)
+    /// A password: kept out of the result
+    pub secret: Option<bool>,
+    /// Then wait up to this long (default 500)
     pub wait_ms: Option<u64>,
     /// Also return the terminal screen as text
     pub screen: Option<bool>,
@@ -106,7 +108,7 @@ pub struct InterruptArgs {
     pub session: String,
     /// "INT" (Ctrl-C, default), "TERM", "KILL" or "EOF" (Ctrl-D)
     pub signal: Option<String>,
-    /// Then wait up to this long for the command to end (default 1000)
+    /// Then wait up to this long (default 1000)
     pub wait_ms: Option<u64>,
 }
 
@@ -134,7 +136,7 @@ pub struct SessionArgs {
 pub struct ShareArgs {
     /// Session name
     pub session: String,
-    /// The person may only watch: no typing, resizing or cancelling (default false)
+    /// The person may only watch
     pub read_only: Option<bool>,
 }
 
@@ -229,7 +231,7 @@ pub struct TunnelOpenArgs {
     pub session: String,
     /// "local", "socks" or "remote"
     pub kind: String,
-    /// "HOST:PORT" to listen on (default 127.0.0.1 and a free port, on the listening side)
+    /// "HOST:PORT" to listen on (default 127.0.0.1, a free port)
     pub listen: Option<String>,
     /// "HOST:PORT" to connect to (not for socks)
     pub target: Option<String>,

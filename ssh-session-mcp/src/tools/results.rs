@@ -52,6 +52,12 @@ pub struct ExecResult {
     /// Things that happened on the way (reconnected, shell restarted, ...)
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
+    /// Waiting for a "password", "passphrase" or "pin": answer with ssh_send_input secret: true
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// The prompt it waits at
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// `ssh_read_output`, `ssh_send_input`, `ssh_interrupt`.
@@ -76,6 +82,12 @@ pub struct ReadResult {
     /// Things that happened on the way
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
+    /// Waiting for a "password", "passphrase" or "pin": answer with ssh_send_input secret: true
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// The prompt it waits at
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// `ssh_disconnect`.

@@ -758,7 +758,25 @@ async def net():
     httpd.shutdown()
 
 
-SCENARIOS = {f.__name__: f for f in (net, files, cancel, disconnect, link_lost, tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
+async def secrets():
+    async with server() as c:
+        await c.connect("pw")
+        r = await c.run("pw", "printf '[sudo] password for deploy: '; read -s pw; echo; echo \"got ${#pw}\"", timeout_ms=500)
+        check(r["running"] and r["waiting_for"] == "password" and r["prompt"] == "[sudo] password for deploy:", "prompt reported", r)
+        r = await c.ok("ssh_read_output", session="pw")
+        check(r["waiting_for"] == "password", "still waiting", r)
+        r = await c.ok("ssh_send_input", session="pw", input="hunter2\n", secret=True, wait_ms=5000)
+        check(r["exit_code"] == 0 and r["output"] == "\ngot 7\n" and "waiting_for" not in r, "answered", r)
+        # A program that echoes what is typed: the secret does not come back.
+        r = await c.run("pw", "printf 'Password: '; read line; echo \"you said $line\"", timeout_ms=500)
+        check(r["waiting_for"] == "password", "second prompt", r)
+        r = await c.ok("ssh_send_input", session="pw", input="s3cret-value\n", secret=True, wait_ms=5000)
+        check("s3cret-value" not in r["output"] and "you said [secret]" in r["output"], "scrubbed", r)
+        r = await c.run("pw", "echo done")
+        check("waiting_for" not in r, "no prompt on a finished command", r)
+
+
+SCENARIOS = {f.__name__: f for f in (secrets, net, files, cancel, disconnect, link_lost, tools_list, basics, long_running, interactive, output, parallel, bad_inputs, policy, http, persistent)}
 
 if __name__ == "__main__":
     asyncio.run(asyncio.wait_for(SCENARIOS[sys.argv[1]](), timeout=240))

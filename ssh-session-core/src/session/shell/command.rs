@@ -85,7 +85,17 @@ impl CommandRun {
             output_bytes: self.output.total(),
             dropped_bytes,
             notices: self.notices.clone(),
+            waiting_for: self.running().then(|| self.prompt()).flatten(),
         }
+    }
+
+    /// The secret prompt the output ends with (however much of it was handed out).
+    fn prompt(&self) -> Option<crate::session::SecretPrompt> {
+        const TAIL: u64 = 512;
+        let (tail, _) = self
+            .output
+            .read_from(self.output.total().saturating_sub(TAIL));
+        crate::session::prompt::detect(&tail)
     }
 }
 
