@@ -374,7 +374,8 @@ impl SshSessionServer {
             // The terminal's echo is off on the agent's path and password prompts switch
             // it off too; a program that echoes anyway must not hand the secret back.
             let secret = args.input.trim_end_matches(['\r', '\n']);
-            if !secret.is_empty() {
+            // Shorter text than this is too common to replace in output (a "y" answer).
+            if secret.chars().count() >= 4 {
                 read.output = read.output.replace(secret, "[secret]");
                 read.screen = read.screen.map(|s| s.replace(secret, "[secret]"));
             }
