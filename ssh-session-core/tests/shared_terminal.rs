@@ -342,8 +342,17 @@ async fn a_person_who_fell_behind_gets_the_screen_and_nothing_stale() {
     let on = open("bash").await;
     let s = &on.s;
     let mut a = attach(s).await;
-    // Far more output than the backlog of terminal events while this person reads none.
-    let r = s.exec("seq 1 1000000", quick()).await.unwrap();
+    // Far more output than the backlog of terminal events (1024) while this person reads
+    // none. 6.9 MB overflowed it only while the output came in small chunks (one CI run
+    // got larger ones and never lagged); 20.9 MB would fit only in events of 20 KiB or
+    // more on average.
+    let r = s
+        .exec(
+            "seq 1 3000000",
+            ExecOptions::timeout(Duration::from_secs(120)),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.exit_code, Some(0));
     // First the screen at attach, then, having lagged, the screen as it is now...
     let first = a.next().await;
@@ -351,7 +360,7 @@ async fn a_person_who_fell_behind_gets_the_screen_and_nothing_stale() {
     match a.next().await {
         Some(TerminalEvent::Output(b)) => {
             let text = String::from_utf8_lossy(&b);
-            assert!(text.contains("1000000"), "not the screen now: {text:?}");
+            assert!(text.contains("3000000"), "not the screen now: {text:?}");
         }
         other => panic!("{other:?}"),
     }
